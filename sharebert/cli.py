@@ -26,27 +26,299 @@ def _common_options() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------- sharebert prepare
 def _add_prepare(sub, common) -> None:
-    pass  # TODO(issue 2): registered by the prepare stage
+    p = sub.add_parser(
+        "prepare",
+        parents=[common],
+        help="turn Wikipedia dumps, books and text into balanced, tokenized Parquet shards",
+        description="Read the inputs (any mix, each flag repeatable, in the order given; with none, the "
+        "built-in corpus), clean and split them into sentences, tokenize them with a BERT vocab (given or "
+        "trained on the corpus) and write token-balanced train/test Parquet shards, vocab.txt and "
+        "prepare.json to the output folder. Rerunning the same command resumes. See docs/prepare.md.",
+    )
+    inputs = p.add_argument_group("inputs")
+    for kind, metavar, text in (
+        ("wiki", "DUMP", "a MediaWiki XML dump (.xml, .xml.bz2, multistream too); main-namespace articles"),
+        ("books", "DIR", "a folder with one plain-text book per file"),
+        ("text", "FILE", "plain text; a blank line separates documents"),
+        ("hf-dataset", "NAME_OR_PATH", "a Hugging Face dataset: save_to_disk folder, data files, or hub name"),
+    ):
+        source_kind = "hf" if kind == "hf-dataset" else kind
+        inputs.add_argument(f"--{kind}", dest="inputs", action="append", metavar=metavar, help=text,
+                            type=lambda path, k=source_kind: (k, path))  # fmt: skip
+    inputs.add_argument("--builtin", dest="inputs", action="append_const", const=("builtin", "python-stdlib"),
+                        help="the built-in corpus: pydoc topics and standard-library docstrings (the default)")  # fmt: skip
+    inputs.add_argument("--text-column", default="text", metavar="NAME", help="dataset column with the text (default text)")
+    inputs.add_argument("--hf-split", default="train", metavar="SPLIT", help="dataset split to read (default train)")
+    vocab = p.add_argument_group("tokenization")
+    choice = vocab.add_mutually_exclusive_group()
+    choice.add_argument("--vocab", metavar="VOCAB_TXT", help="a BERT-style vocab.txt")
+    choice.add_argument("--train-vocab", type=int, metavar="SIZE",
+                        help="train a WordPiece vocab of SIZE tokens on the corpus (default 30522 without --vocab)")  # fmt: skip
+    case = vocab.add_mutually_exclusive_group()
+    case.add_argument("--lowercase", dest="lowercase", action="store_true", default=True,
+                      help="BERT uncased normalization: lowercase, strip accents (default)")  # fmt: skip
+    case.add_argument("--cased", dest="lowercase", action="store_false", help="BERT cased normalization")
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--output", required=True, metavar="PREPARED_DIR", help="output folder")
+    out.add_argument("--num-train-shards", type=int, default=16, metavar="N", help="train shards (default 16)")
+    out.add_argument("--num-test-shards", type=int, default=2, metavar="N", help="test shards (default 2; 0: none)")
+    out.add_argument("--frac-test", type=float, default=0.1, metavar="F",
+                     help="fraction of documents held out for test (default 0.1; 0 with --num-test-shards 0)")  # fmt: skip
+    out.add_argument("--seed", type=int, default=42, help="seed of the train/test split and placement (default 42)")
+    out.add_argument("--keep-text", action="store_true", help="also store each sentence's text in the shards")
+    out.add_argument("--overwrite", action="store_true", help="replace the output of a different prepare run")
+    out.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores); output is the same for any N")
+
+    def run_prepare(args) -> int:
+        from .pipeline.prepare import PrepareConfig, default_workers, prepare
+
+        config = PrepareConfig(
+            output_dir=args.output,
+            inputs=args.inputs or [],
+            vocab=args.vocab,
+            train_vocab=args.train_vocab,
+            lowercase=args.lowercase,
+            num_train_shards=args.num_train_shards,
+            num_test_shards=args.num_test_shards,
+            frac_test=args.frac_test,
+            seed=args.seed,
+            workers=args.workers if args.workers is not None else default_workers(),
+            keep_text=args.keep_text,
+            overwrite=args.overwrite,
+            text_column=args.text_column,
+            hf_split=args.hf_split,
+        )
+        prepare(config)
+        return 0
+
+    p.set_defaults(func=run_prepare)
 
 
 # ---------------------------------------------------------------- sharebert mask
 def _add_mask(sub, common) -> None:
-    pass  # TODO(issue 3): registered by the mask stage
+    p = sub.add_parser(
+        "mask",
+        parents=[common],
+        help="turn prepared shards into duplicated, statically masked HDF5 samples (+ manifest.json)",
+        description="Build pretraining samples from the shards of `sharebert prepare`: one HDF5 file per "
+        "(shard, duplicate), checked, with a manifest.json that `sharebert pretrain` reads. Rerunning the "
+        "same command resumes. With --validate-only, check an existing samples folder instead.",
+    )
+    p.add_argument("folder", metavar="PREPARED_DIR", help="output of `sharebert prepare` (SAMPLES_DIR with --validate-only)")
+    p.add_argument("-o", "--output", metavar="SAMPLES_DIR", help="folder for the samples and manifest.json")
+    p.add_argument("--max-seq-length", type=int, metavar="S", help="tokens per sample incl. [CLS]/[SEP] (default 128)")
+    p.add_argument("--max-predictions-per-seq", type=int, metavar="M", help="masked positions per sample at most (default 20)")
+    p.add_argument("--masked-lm-prob", type=float, metavar="P", help="fraction of tokens masked (default 0.15)")
+    p.add_argument("--short-seq-prob", type=float, metavar="P", help="chance a document aims at a shorter length (default 0.1)")
+    p.add_argument("--dup-factor", type=int, metavar="N", help="masked copies of every shard, each with its own seed (default 5)")
+    p.add_argument("--seed", type=int, help="seed of every random choice (default 42)")
+    p.add_argument("--nsp", action="store_true", default=None, help="sentence pairs with next-sentence labels (original BERT)")
+    p.add_argument("--whole-word-masking", action="store_true", default=None, help="mask whole words, not word pieces")
+    p.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores); the output is the same for any N")
+    p.add_argument("--overwrite", action="store_true", default=None, help="replace samples made with other settings")
+    p.add_argument("--gzip-level", type=int, metavar="L", help="HDF5 gzip level 0-9 (default 1)")
+    p.add_argument("--validate-only", action="store_true", help="check the samples in the folder; exit 2 on any problem")
+    p.add_argument("--vocab", metavar="VOCAB_TXT", help="with --validate-only: the vocab (needed without manifest.json)")
+    p.set_defaults(func=_run_mask)
+
+
+_MASK_ONLY_OPTIONS = ("output", "short_seq_prob", "dup_factor", "seed", "nsp", "overwrite", "gzip_level")
+_SHARED_MASK_OPTIONS = ("max_seq_length", "max_predictions_per_seq", "masked_lm_prob", "whole_word_masking")
+
+
+def _run_mask(args) -> int:
+    import os
+
+    from .errors import ConfigError
+
+    def given(names):
+        return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = args.workers if args.workers is not None else cores
+    if args.validate_only:
+        misplaced = given(_MASK_ONLY_OPTIONS)
+        if misplaced:
+            flags = ", ".join("--" + n.replace("_", "-") for n in misplaced)
+            raise ConfigError(f"{flags}: not used with --validate-only")
+        from .pipeline.validate import ValidateConfig, validate_samples
+
+        validate_samples(ValidateConfig(args.folder, vocab=args.vocab, workers=workers, **given(_SHARED_MASK_OPTIONS)))
+        return 0
+    if args.vocab is not None:
+        raise ConfigError("--vocab: only used with --validate-only (mask takes the vocab of PREPARED_DIR)")
+    if args.output is None:
+        raise ConfigError("-o SAMPLES_DIR is required")
+    from .pipeline.mask import MaskConfig, mask
+
+    options = given(_MASK_ONLY_OPTIONS + _SHARED_MASK_OPTIONS)
+    mask(MaskConfig(prepared_dir=args.folder, output_dir=options.pop("output"), workers=workers, **options))
+    return 0
 
 
 # ---------------------------------------------------------------- sharebert model
 def _add_model(sub, common) -> None:
-    pass  # TODO(issue 4): parameter summary of a preset or a model folder
+    p = sub.add_parser(
+        "model", parents=[common], help="print the parameter summary of a model preset or a saved model folder",
+        description="Parameter counts per component (encoder without and with its heads) of a preset with "
+                    "overrides (counted without allocating the model) or of a saved model folder.")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--preset", default="base", help="tiny, small, base or large (default: base)")
+    source.add_argument("--folder", metavar="DIR", help="a model folder (config.json + weights), ours or the reference's")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                   help="override a config field of the preset, e.g. --set num_hidden_layers=6 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=_run_model)
+
+
+def _run_model(args) -> int:
+    from .errors import ConfigError
+    from .fileio import json_dumps
+    from .trainer.config import ShareBertConfig, parse_overrides
+    from .trainer.model import model_summary
+    from .trainer.model_io import format_summary
+
+    if args.folder:
+        if args.overrides:
+            raise ConfigError("--set applies to --preset, not to --folder")
+        summary = model_summary(folder=args.folder)
+    else:
+        summary = model_summary(ShareBertConfig.from_preset(args.preset, **parse_overrides(args.overrides)))
+        summary["source"] = f"preset {args.preset}" + (f" with {', '.join(args.overrides)}" if args.overrides else "")
+    print(json_dumps(summary) if args.json else format_summary(summary), end="\n" if not args.json else "")
+    return 0
 
 
 # ---------------------------------------------------------------- sharebert pretrain
 def _add_pretrain(sub, common) -> None:
-    pass  # TODO(issue 5): registered by the pretrain stage
+    # ~80 flags (the reference's names + every model field): declared in their own torch-free module.
+    from .trainer.pretrain_cli import add_pretrain_parser
+
+    add_pretrain_parser(sub, common)
 
 
 # ---------------------------------------------------------------- sharebert finetune
 def _add_finetune(sub, common) -> None:
-    pass  # TODO(issue 6): registered by the finetune stage
+    """Flags of Hugging Face's run_glue (the reference's fine-tuning script), spelled the same way."""
+    p = sub.add_parser(
+        "finetune", parents=[common], help="fine-tune and evaluate on GLUE, write submission files",
+        description="Fine-tune a ShareBERT model folder on GLUE tasks (defaults: the published settings), "
+        "report GLUE's metrics per task and seed, save the best checkpoint and GLUE submission files.",
+    )
+
+    def flag(text):  # HF style: a bare --fp16, or --fp16 true/false
+        value = text.strip().lower()
+        if value in ("1", "true", "yes", "on"):
+            return True
+        if value in ("0", "false", "no", "off"):
+            return False
+        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+    def switch(group, name, help):
+        group.add_argument(name, type=flag, nargs="?", const=True, default=None, help=help)
+
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model_name_or_path", required=True, help="model folder (sharebert pretrain output or reference)")
+    g.add_argument("--task_name", required=True, nargs="+", help="cola sst2 mrpc qqp stsb mnli qnli rte wnli, "
+                   "GLUE spellings (SST-2, STS-B, CoLA), or all")
+    g.add_argument("--data_dir", help="GLUE folder in the original TSV layout (CoLA/, SST-2/, ..., MNLI/)")
+    g.add_argument("--dataset_name", help="Hugging Face dataset: a hub name (e.g. nyu-mll/glue, downloads) or a "
+                   "local folder of Parquet/Arrow files or save_to_disk output")
+    g.add_argument("--output_dir", required=True)
+    switch(g, "--overwrite_output_dir", "rerun everything instead of reusing finished runs in output_dir")
+    case = g.add_mutually_exclusive_group()
+    case.add_argument("--do_lower_case", dest="lowercase", action="store_const", const=True, default=None,
+                      help="lowercase the input (default: the model folder's setting, else uncased)")
+    case.add_argument("--cased", dest="lowercase", action="store_const", const=False, help="keep the case")
+    g.add_argument("--max_seq_length", type=int, default=128)
+    for split in ("train", "eval", "predict"):
+        g.add_argument(f"--max_{split}_samples", type=int, help=f"use only the first N {split} examples")
+
+    t = p.add_argument_group("training (defaults: SHAREBERT.md section 10)")
+    for name in ("--do_train", "--do_eval", "--do_predict"):
+        switch(t, name, "when none of the three is given, all three run")
+    t.add_argument("--per_device_train_batch_size", type=int, default=64)
+    t.add_argument("--per_device_eval_batch_size", type=int, default=64)
+    t.add_argument("--gradient_accumulation_steps", type=int, default=1)
+    t.add_argument("--learning_rate", type=float, default=5e-5)
+    t.add_argument("--weight_decay", type=float, default=0.01)
+    t.add_argument("--adam_beta1", type=float, default=0.9)
+    t.add_argument("--adam_beta2", type=float, default=0.999)
+    t.add_argument("--adam_epsilon", type=float, default=1e-8)
+    t.add_argument("--num_train_epochs", type=float, default=5.0)
+    t.add_argument("--max_steps", type=int, default=-1, help="> 0: train this many steps, overriding epochs")
+    t.add_argument("--lr_scheduler_type", default="polynomial", help="polynomial, linear, constant, constant_with_warmup")
+    t.add_argument("--warmup_steps", type=int, default=50)
+    t.add_argument("--warmup_ratio", type=float, default=0.0, help="used when --warmup_steps is 0")
+    t.add_argument("--lr_end", type=float, default=1e-7, help="final LR of the polynomial schedule")
+    t.add_argument("--max_grad_norm", type=float, default=1.0)
+    t.add_argument("--early_stopping_patience", type=int, default=-1)
+    t.add_argument("--seed", type=int, help="one seed (default 42)")
+    t.add_argument("--seeds", type=int, nargs="+", help="several seeds: median and spread are reported")
+
+    n = p.add_argument_group("precision and device")
+    switch(n, "--fp16", "fp16 mixed precision (GPU; the CPU always trains in fp32)")
+    switch(n, "--bf16", "bf16 mixed precision (GPU)")
+    n.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
+                   help="default auto: bf16 (fp16 where unsupported) on a GPU, fp32 on the CPU")
+    n.add_argument("--fp16_backend", default="auto", help="accepted for compatibility; torch.amp is always used")
+    n.add_argument("--local_rank", type=int, default=-1, help="accepted for compatibility (one process)")
+    n.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    n.add_argument("--cpu_threads", type=int, default=0,
+                   help="CPU threads (default 0: one for narrow models such as the tiny preset, else all)")
+
+    e = p.add_argument_group("evaluation, checkpoints, logging")
+    e.add_argument("--evaluation_strategy", "--eval_strategy", dest="evaluation_strategy", default="steps",
+                   help="steps, epoch or no")
+    e.add_argument("--eval_steps", type=int, default=50)
+    e.add_argument("--save_steps", type=int, default=500, help="resume checkpoint every N steps (0: none)")
+    e.add_argument("--logging_steps", type=int, default=50)
+    switch(e, "--wandb", "also log to Weights & Biases (offline unless WANDB_MODE=online)")
+    e.add_argument("--report_to", nargs="+", default=[], help="HF style: 'wandb' is the same as --wandb")
+    e.add_argument("--wandb_project", "--project_name", dest="wandb_project", default="sharebert-finetune")
+    e.add_argument("--run_name", "--group_name", dest="run_name")
+
+    def run(args) -> int:
+        from .errors import ConfigError
+        from .trainer.finetune import FinetuneConfig, finetune
+        from .trainer.finetune_report import render_summary
+
+        if args.local_rank > 0:
+            raise ConfigError("--local_rank: fine-tuning runs in one process (local_rank -1 or 0)")
+        if args.seed is not None and args.seeds:
+            raise ConfigError("give --seed or --seeds, not both")
+        chosen = [name for name in ("fp16", "bf16") if getattr(args, name)]
+        if len(chosen) > 1 or (chosen and args.precision not in (None, chosen[0])):
+            raise ConfigError("choose one precision: --fp16, --bf16 or --precision")
+        stages = {name: getattr(args, name) for name in ("do_train", "do_eval", "do_predict")}
+        implicit = all(v is None for v in stages.values())
+        config = FinetuneConfig(
+            model_name_or_path=args.model_name_or_path, output_dir=args.output_dir, task_names=args.task_name,
+            data_dir=args.data_dir, dataset_name=args.dataset_name, max_seq_length=args.max_seq_length,
+            per_device_train_batch_size=args.per_device_train_batch_size,
+            per_device_eval_batch_size=args.per_device_eval_batch_size,
+            gradient_accumulation_steps=args.gradient_accumulation_steps, learning_rate=args.learning_rate,
+            weight_decay=args.weight_decay, adam_beta1=args.adam_beta1, adam_beta2=args.adam_beta2,
+            adam_epsilon=args.adam_epsilon, num_train_epochs=args.num_train_epochs, max_steps=args.max_steps,
+            lr_scheduler_type=args.lr_scheduler_type, warmup_steps=args.warmup_steps,
+            warmup_ratio=args.warmup_ratio, lr_end=args.lr_end, max_grad_norm=args.max_grad_norm,
+            precision=chosen[0] if chosen else (args.precision or "auto"),
+            evaluation_strategy=args.evaluation_strategy, eval_steps=args.eval_steps, save_steps=args.save_steps,
+            logging_steps=args.logging_steps, early_stopping_patience=args.early_stopping_patience,
+            do_train=implicit or bool(stages["do_train"]), do_eval=implicit or bool(stages["do_eval"]),
+            do_predict=implicit or bool(stages["do_predict"]), predict_optional=implicit,
+            seeds=args.seeds or [42 if args.seed is None else args.seed],
+            overwrite_output_dir=bool(args.overwrite_output_dir), lowercase=args.lowercase,
+            max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
+            max_predict_samples=args.max_predict_samples, device=args.device, cpu_threads=args.cpu_threads,
+            wandb=bool(args.wandb) or "wandb" in args.report_to or "all" in args.report_to,
+            wandb_project=args.wandb_project, run_name=args.run_name,
+        )
+        report = finetune(config)
+        print(render_summary(report), end="")
+        return 0
+
+    p.set_defaults(func=run)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -74,3 +74,68 @@ def map_ordered(
             for fut in pending:
                 fut.cancel()
             raise
+
+
+class WorkerPool:
+    """A process pool kept open across several `map_ordered` calls, so workers start once per run.
+
+    Same guarantees as the `map_ordered` function: results in task order, at most `max_in_flight`
+    tasks queued, everything in this process when workers <= 1. Use it as a context manager.
+    """
+
+    def __init__(
+        self,
+        workers: int,
+        *,
+        initializer: Callable | None = None,
+        initargs: tuple = (),
+        preload: Sequence[str] = (),
+    ):
+        """`preload`: modules the workers need. Where the platform has a fork server (Linux, macOS),
+        they are imported once in it and every worker is forked from it, instead of each worker
+        starting a fresh interpreter and importing them again (about 0.25 s of CPU per worker)."""
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+        if self.workers > 1:
+            if preload and "forkserver" in multiprocessing.get_all_start_methods():
+                from multiprocessing import forkserver
+
+                ctx = multiprocessing.get_context("forkserver")
+                ctx.set_forkserver_preload(list(preload))
+                forkserver.ensure_running()  # boots in the background; the first task waits only for the rest
+            else:
+                ctx = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(
+                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(initializer, initargs)
+            )
+        elif initializer is not None:
+            initializer(*initargs)
+
+    def map_ordered(self, fn: Callable[[T], R], tasks: Iterable[T], max_in_flight: int | None = None) -> Iterator[R]:
+        if self._pool is None:
+            for task in tasks:
+                yield fn(task)
+            return
+        limit = max_in_flight or 2 * self.workers
+        pending: deque[Future] = deque()
+        try:
+            for task in tasks:
+                pending.append(self._pool.submit(fn, task))
+                if len(pending) >= limit:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for fut in pending:
+                fut.cancel()
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> "WorkerPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,251 @@
+"""Throughput of `sharebert mask`, and of the chain prepare + mask, on real Wikipedia text.
+
+What it does (everything under --work-dir, default a temporary folder):
+  1. Prepares the enwiki sample dump once with its text kept, to learn how many bytes of article text
+     (UTF-8 of the cleaned sentences) one copy of the dump holds.
+  2. Writes a dump of k copies of the sample's pages (page ids made unique), k chosen so that it holds at
+     least --target-mb MB of article text, as plain XML.
+  3. The chain, on one core: `prepare` of that dump with 1 worker, then `mask` at --dup-factor (5) with
+     1 worker. Prints MB of text per second for each and for the chain.
+  4. `mask` alone on the prepared replica with 1 and with 2 workers: samples/s, tokens/s (real tokens
+     written, [CLS]/[SEP] included), samples/s per worker, the 2-worker speed-up, peak RSS.
+Each timed run is a fresh child process, so its peak RSS (the largest of the process and of its
+workers) is its own (a worker's figure may be its parent's size when it was started, if larger). Timings include start-up (process pool, imports), as a user would see them.
+
+Issue targets, printed next to the measurements: mask >= 25,000 samples/s per worker; 2 workers
+>= 1.8x one; the chain >= 8x the reference chain per core (the lead measures the reference chain).
+
+Examples:
+  python bench/mask.py                       # >= 30 MB of text, dup-factor 5
+  python bench/mask.py --target-mb 2         # smoke test
+  python bench/mask.py --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+MB = 1e6
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dump", type=Path, default=SHARED_DATA / "enwiki-sample.xml.bz2", help="a MediaWiki dump")
+    p.add_argument("--vocab", type=Path, default=SHARED_DATA / "bert-base-uncased-vocab.txt")
+    p.add_argument("--target-mb", type=float, default=30.0, help="MB of article text to replicate the dump to")
+    p.add_argument("--dup-factor", type=int, default=5)
+    p.add_argument("--train-shards", type=int, default=16, help="train shards of the replica (prepare)")
+    p.add_argument("--work-dir", type=Path, help="keep the files here (default: a temporary folder)")
+    p.add_argument("--json", type=Path, help="also write the measurements here")
+    p.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------- timed child processes
+def run_child(args: list[str]) -> dict:
+    """Run `python bench/mask.py --child ARGS` and return its JSON report."""
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--child", *args], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr)
+        raise SystemExit(f"bench child {' '.join(args)} failed with status {done.returncode}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def child_main(argv: list[str]) -> None:
+    """Run one stage through the CLI in this fresh process; print seconds and peak RSS as JSON."""
+    import resource
+
+    from sharebert.cli import main
+
+    started = time.perf_counter()
+    status = main(argv + ["-q"])
+    seconds = time.perf_counter() - started
+    if status:
+        raise SystemExit(status)
+    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest worker
+    print(json.dumps({"seconds": seconds, "peak_rss_mb": max(own_peak_kb(), children_kb) / 1024}))
+
+
+def own_peak_kb() -> int:
+    """This process's peak RSS. VmHWM, not ru_maxrss: after (v)fork + exec, Linux's ru_maxrss also
+    counts the parent's memory at the fork, which would charge the bench's own memory to the child."""
+    import resource
+
+    try:
+        with open("/proc/self/status") as f:
+            line = next(line for line in f if line.startswith("VmHWM:"))
+        return int(line.split()[1])
+    except (OSError, StopIteration, ValueError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+# ---------------------------------------------------------------- the corpus
+def prepare_args(dump: Path, vocab: Path, out: Path, workers: int, train_shards: int, keep_text: bool) -> list[str]:
+    args = [
+        "prepare",
+        "--wiki",
+        str(dump),
+        "--vocab",
+        str(vocab),
+        "-o",
+        str(out),
+        "--workers",
+        str(workers),
+        "--num-train-shards",
+        str(train_shards),
+        "--overwrite",
+    ]
+    return args + (["--keep-text"] if keep_text else [])
+
+
+def text_bytes(prepared: Path) -> int:
+    """UTF-8 bytes of every sentence kept by prepare (needs --keep-text)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    total = 0
+    for shard in sorted(prepared.glob("*.parquet")):
+        column = pq.read_table(shard, columns=["text"]).column("text")
+        total += int(pc.sum(pc.binary_length(pc.list_flatten(column))).as_py() or 0)
+    return total
+
+
+def replicate_dump(dump: Path, copies: int, out: Path) -> None:
+    """Plain-XML dump with the pages of `dump` repeated `copies` times; page ids (and titles) made unique."""
+    import bz2
+    import gzip
+
+    opener = {".bz2": bz2.open, ".gz": gzip.open}.get(dump.suffix, open)
+    with opener(dump, "rb") as f:
+        xml = f.read().decode("utf-8")
+    first, last = xml.index("<page>"), xml.rindex("</page>") + len("</page>")
+    head, pages, tail = xml[:first], xml[first:last], xml[last:]
+    page_id = re.compile(r"(<page>.*?<id>)(\d+)(</id>)", re.S)
+    title = re.compile(r"<title>(.*?)</title>")
+    with open(out, "w", encoding="utf-8") as f:
+        f.write(head)
+        for copy in range(copies):
+            text = page_id.sub(lambda m: f"{m.group(1)}{int(m.group(2)) + copy * 10**9}{m.group(3)}", pages)
+            f.write(title.sub(lambda m: f"<title>{m.group(1)} ({copy})</title>", text) if copy else text)
+        f.write(tail)
+
+
+def prepared_tokens(prepared: Path) -> int:
+    info = json.loads((prepared / "prepare.json").read_text())
+    return sum(split["tokens"] for split in info["totals"].values())
+
+
+def manifest_totals(samples: Path) -> tuple[int, int]:
+    manifest = json.loads((samples / "manifest.json").read_text())
+    return (
+        sum(t["samples"] for t in manifest["totals"].values()),
+        sum(t["real_tokens"] for t in manifest["totals"].values()),
+    )
+
+
+# ---------------------------------------------------------------- the measurements
+def measure(args: argparse.Namespace, work: Path) -> dict:
+    for path in (args.dump, args.vocab):
+        if not path.exists():
+            raise SystemExit(f"{path} is missing (see --dump / --vocab)")
+    one_copy = work / "one-copy"
+    run_child(prepare_args(args.dump, args.vocab, one_copy, 1, 2, keep_text=True))
+    bytes_per_copy = text_bytes(one_copy)
+    copies = max(1, -(-int(args.target_mb * MB) // bytes_per_copy))
+    dump = work / "replica.xml"
+    replicate_dump(args.dump, copies, dump)
+    text_mb = copies * bytes_per_copy / MB
+    print(
+        f"corpus: {copies} x {args.dump.name} = {text_mb:.1f} MB of article text "
+        f"({dump.stat().st_size / MB:.0f} MB of XML)"
+    )
+
+    prepared = work / "prepared"
+    prep = run_child(prepare_args(dump, args.vocab, prepared, 1, args.train_shards, keep_text=False))
+    tokens_in = prepared_tokens(prepared)
+    results = {"text_mb": text_mb, "copies": copies, "tokens": tokens_in, "prepare": prep, "mask": {}}
+    print(
+        f"prepare, 1 worker: {prep['seconds']:.1f} s, {text_mb / prep['seconds']:.2f} MB/s, "
+        f"{tokens_in / prep['seconds']:,.0f} tokens/s, peak RSS {prep['peak_rss_mb']:.0f} MB"
+    )
+
+    for workers in (1, 2):
+        samples_dir = work / f"samples-{workers}"
+        run = run_child(
+            [
+                "mask",
+                str(prepared),
+                "-o",
+                str(samples_dir),
+                "--dup-factor",
+                str(args.dup_factor),
+                "--workers",
+                str(workers),
+                "--overwrite",
+            ]
+        )
+        samples, tokens = manifest_totals(samples_dir)
+        run.update(
+            samples=samples,
+            real_tokens=tokens,
+            samples_per_s=samples / run["seconds"],
+            tokens_per_s=tokens / run["seconds"],
+            samples_per_s_per_worker=samples / run["seconds"] / workers,
+        )
+        results["mask"][workers] = run
+        print(
+            f"mask, {workers} worker(s), dup-factor {args.dup_factor}: {run['seconds']:.1f} s, "
+            f"{samples:,} samples, {run['samples_per_s']:,.0f} samples/s "
+            f"({run['samples_per_s_per_worker']:,.0f} per worker; target >= 25,000), "
+            f"{run['tokens_per_s']:,.0f} tokens/s, {text_mb / run['seconds']:.2f} MB of text/s, "
+            f"peak RSS {run['peak_rss_mb']:.0f} MB"
+        )
+    speedup = results["mask"][1]["seconds"] / results["mask"][2]["seconds"]
+    same = all(
+        (work / "samples-1" / n).read_bytes() == (work / "samples-2" / n).read_bytes()
+        for n in os.listdir(work / "samples-1")
+        if n.endswith(".hdf5")
+    )
+    chain_seconds = prep["seconds"] + results["mask"][1]["seconds"]
+    results.update(
+        speedup_2_workers=speedup, same_bytes=same, chain_seconds=chain_seconds, chain_mb_per_s=text_mb / chain_seconds
+    )
+    print(f"mask, 2 workers vs 1: {speedup:.2f}x (target >= 1.8x); files identical: {same}")
+    print(
+        f"chain prepare + mask (dup-factor {args.dup_factor}), one core: {chain_seconds:.1f} s, "
+        f"{text_mb / chain_seconds:.2f} MB of text/s (target >= 8x the reference chain per core)"
+    )
+    return results
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.child is not None:
+        child_main(args.child)
+        return
+    if args.work_dir is not None:
+        args.work_dir.mkdir(parents=True, exist_ok=True)
+        results = measure(args, args.work_dir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="sharebert-bench-mask-") as tmp:
+            results = measure(args, Path(tmp))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

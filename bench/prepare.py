@@ -1,0 +1,234 @@
+"""Throughput of `sharebert prepare` on real Wikipedia XML, with 1 and 2 workers.
+
+What it does (everything under --work-dir, default a temporary folder):
+  1. Builds a bigger dump from the enwiki sample: its pages repeated, each copy with distinct titles and
+     page ids, until the XML holds at least --target-mb MB; bz2-compressed like a real dump.
+  2. For each worker count (--workers, default 1,2), runs `prepare` on it with the BERT uncased vocab in a
+     fresh child process (extraction, segmentation, tokenization, balancing and shard writing: the whole
+     stage) while sampling the resident memory of the child and its workers every 50 ms.
+  3. Prints, per worker count: seconds, MB/s of dump XML (uncompressed) in total and per worker,
+     tokens/s, documents, peak RSS of the process tree; then the speed-up of the largest worker count
+     over 1, and whether the runs wrote identical shards.
+
+Issue targets, printed next to the measurements: >= 4 MB/s of dump XML per worker end to end, and
+2 workers >= 1.8x one, on a 2-core machine. Timings are of the `prepare()` call inside the child
+(imports and interpreter start-up excluded; the worker pool's start-up included).
+
+Examples:
+  python bench/prepare.py                     # >= 30 MB of XML, 1 and 2 workers
+  python bench/prepare.py --target-mb 2       # smoke test
+  python bench/prepare.py --json results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import bz2
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
+sys.path.insert(0, str(ROOT))
+
+MB = 1e6
+TARGET_MB_PER_WORKER = 4.0
+TARGET_SPEEDUP_2 = 1.8
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--dump", type=Path, default=SHARED_DATA / "enwiki-sample.xml.bz2", help="a MediaWiki dump")
+    p.add_argument("--vocab", type=Path, default=SHARED_DATA / "bert-base-uncased-vocab.txt")
+    p.add_argument("--target-mb", type=float, default=30.0, help="MB of XML to repeat the dump's pages to")
+    p.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
+    p.add_argument("--train-shards", type=int, default=16)
+    p.add_argument("--test-shards", type=int, default=2)
+    p.add_argument("--work-dir", type=Path, help="keep the files here (default: a temporary folder)")
+    p.add_argument("--json", type=Path, help="also write the measurements here")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # JSON config of one timed run
+    return p.parse_args(argv)
+
+
+# ---------------------------------------------------------------- the bigger dump
+_PAGE = re.compile(rb"<page>.*?</page>\s*", re.S)
+_TITLE = re.compile(rb"<title>(.*?)</title>")
+_PAGE_ID = re.compile(rb"(</ns>\s*<id>)(\d+)(</id>)")
+
+
+def build_dump(source: Path, target: Path, target_mb: float) -> tuple[int, int]:
+    """Write `target` (bz2) with the pages of `source` repeated; returns (XML bytes, copies)."""
+    xml = bz2.BZ2File(source).read()
+    pages = _PAGE.findall(xml)
+    if not pages:
+        raise SystemExit(f"{source}: no <page> elements")
+    head = xml[: xml.index(b"<page>")]
+    tail = xml[xml.rindex(b"</page>") + len(b"</page>") :].lstrip()
+    id_step = 10 ** len(str(max(int(m.group(2)) for p in pages if (m := _PAGE_ID.search(p)))))
+    copies = max(1, -(-int(target_mb * MB) // sum(map(len, pages))))
+    size = len(head) + len(tail)
+    with bz2.BZ2File(target, "wb", compresslevel=9) as out:
+        out.write(head)
+        for copy in range(copies):
+            for page in pages:
+                if copy:
+                    page = _TITLE.sub(lambda m: b"<title>" + m.group(1) + b" (copy %d)</title>" % copy, page, count=1)
+                    page = _PAGE_ID.sub(lambda m: m.group(1) + b"%d" % (int(m.group(2)) + copy * id_step) + m.group(3),
+                                        page, count=1)  # fmt: skip
+                out.write(page)
+                size += len(page)
+        out.write(tail)
+    return size, copies
+
+
+# ---------------------------------------------------------------- one timed run (child process)
+def child(config_json: str) -> None:
+    from sharebert.pipeline.prepare import InputSpec, PrepareConfig, prepare
+
+    c = json.loads(config_json)
+    config = PrepareConfig(
+        output_dir=Path(c["output"]),
+        inputs=[InputSpec("wiki", c["dump"])],
+        vocab=Path(c["vocab"]),
+        num_train_shards=c["train_shards"],
+        num_test_shards=c["test_shards"],
+        workers=c["workers"],
+    )
+    cpu_before = _cpu_seconds()
+    started = time.perf_counter()
+    info = prepare(config)
+    seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu_before
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "totals": info["totals"],
+                      "shards": [s["sha256"] for s in info["shards"]]}))  # fmt: skip
+
+
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process and its finished children (not their children: with a
+    fork server, the workers are its children; the parent's sampler measures the whole tree)."""
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed_run(config: dict) -> dict:
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    sampler = _TreeSampler(process)
+    out, err = process.communicate()
+    sampler.stop()
+    if process.returncode != 0:
+        raise SystemExit(f"prepare failed (exit {process.returncode}):\n{err}")
+    report = json.loads(out.strip().splitlines()[-1])
+    report["peak_rss_mb"] = sampler.peak_rss / MB
+    if sampler.tree_cpu is not None:
+        report["cpu_seconds_tree"] = sampler.tree_cpu
+    return report
+
+
+class _TreeSampler:
+    """Samples, every 50 ms, the summed RSS of a process and all its descendants (pool workers, a fork
+    server) and the CPU time of each; without psutil, only the child's own report is available."""
+
+    def __init__(self, process: subprocess.Popen):
+        self.process = process
+        self.peak_rss = 0
+        self.cpu: dict[int, float] = {}
+        self.tree_cpu: float | None = None
+        try:
+            import psutil
+        except ImportError:
+            self._thread = None
+            return
+        self._thread = threading.Thread(target=self._run, args=(psutil,), daemon=True)
+        self._thread.start()
+
+    def _run(self, psutil) -> None:
+        root = psutil.Process(self.process.pid)
+        while self.process.poll() is None:
+            total = 0
+            try:
+                tree = [root, *root.children(recursive=True)]
+            except psutil.Error:
+                break
+            for p in tree:
+                try:
+                    total += p.memory_info().rss
+                    times = p.cpu_times()
+                    self.cpu[p.pid] = times.user + times.system
+                except psutil.Error:
+                    pass
+            self.peak_rss = max(self.peak_rss, total)
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+            self.tree_cpu = sum(self.cpu.values())
+
+
+# ---------------------------------------------------------------- main
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.child:
+        child(args.child)
+        return
+    for path in (args.dump, args.vocab):
+        if not path.exists():
+            raise SystemExit(f"{path}: not found")
+    workers = [int(w) for w in args.workers.split(",")]
+    with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
+        work = args.work_dir or Path(tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        dump = work / "enwiki-repeated.xml.bz2"
+        started = time.perf_counter()
+        xml_bytes, copies = build_dump(args.dump, dump, args.target_mb)
+        print(f"dump: {copies} copies of {args.dump.name}: {xml_bytes / MB:.1f} MB of XML, "
+              f"{dump.stat().st_size / MB:.1f} MB bz2 (built in {time.perf_counter() - started:.1f} s)")  # fmt: skip
+        runs = {}
+        for w in workers:
+            config = {"output": str(work / f"prepared-{w}"), "dump": str(dump), "vocab": str(args.vocab),
+                      "train_shards": args.train_shards, "test_shards": args.test_shards, "workers": w}  # fmt: skip
+            shutil.rmtree(config["output"], ignore_errors=True)
+            run = timed_run(config)
+            tokens = run["totals"]["train"]["tokens"] + run["totals"]["test"]["tokens"]
+            documents = run["totals"]["train"]["documents"] + run["totals"]["test"]["documents"]
+            mbps = xml_bytes / MB / run["seconds"]
+            run.update(workers=w, xml_mb_per_s=mbps, xml_mb_per_s_per_worker=mbps / w,
+                       tokens_per_s=tokens / run["seconds"], tokens=tokens, documents=documents)  # fmt: skip
+            runs[w] = run
+            verdict = "ok" if mbps / w >= TARGET_MB_PER_WORKER else "BELOW TARGET"
+            print(
+                f"workers {w}: {run['seconds']:.2f} s, {mbps:.2f} MB/s of XML ({mbps / w:.2f} per worker, target "
+                f">= {TARGET_MB_PER_WORKER}: {verdict}), {tokens / run['seconds']:,.0f} tokens/s, "
+                f"{documents:,} documents, CPU {run.get('cpu_seconds_tree', run['cpu_seconds']):.2f} s, "
+                f"peak RSS (process tree) {run['peak_rss_mb']:.0f} MB"
+            )
+        summary = {"xml_mb": xml_bytes / MB, "copies": copies, "runs": list(runs.values())}
+        if 1 in runs and len(runs) > 1:
+            most = max(runs)
+            speedup = runs[1]["seconds"] / runs[most]["seconds"]
+            summary["speedup"] = {"workers": most, "value": speedup}
+            target = f" (target >= {TARGET_SPEEDUP_2}: {'ok' if speedup >= TARGET_SPEEDUP_2 else 'BELOW TARGET'})"
+            print(f"speed-up {most} workers vs 1: {speedup:.2f}x" + (target if most == 2 else ""))
+            identical = len({tuple(r["shards"]) for r in runs.values()}) == 1
+            summary["identical_output"] = identical
+            print(f"identical shards for every worker count: {'yes' if identical else 'NO'}")
+        if args.json:
+            args.json.write_text(json.dumps(summary, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""Documents to sentences: paragraphs from the reader's layout, sentences from blingfire (offline, fast).
+
+Sentences never cross a paragraph. A "sentence" longer than MAX_SENTENCE_CHARS (a list or table
+flattened without punctuation) is cut at spaces, so that no single sentence is too large to place
+in a balanced shard and `mask` does not truncate most of it away.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import blingfire
+
+from .records import LINES, PLAIN, WIKITEXT, Document, RawDocument
+from .wikimarkup import wikitext_to_paragraphs
+
+log = logging.getLogger(__name__)
+
+MAX_SENTENCE_CHARS = 2000
+# blingfire treats newlines as spaces; this separator always ends a sentence and is stripped after.
+_PARAGRAPH_SEPARATOR = "\u2029"
+_JOINER = f" {_PARAGRAPH_SEPARATOR} "
+# Control characters (BERT's normalizer would delete them, gluing words), line/paragraph separators
+# (ours mark paragraphs) and no-break spaces all become plain spaces.
+_SANITIZE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\xa0\u2028\u2029\ufeff]")
+_BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n\s*")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def document_paragraphs(doc: RawDocument) -> list[str]:
+    """The paragraphs of a raw document, according to how its text is laid out."""
+    if doc.markup == WIKITEXT:
+        return wikitext_to_paragraphs(doc.text)
+    if doc.markup == LINES:
+        return [line for line in doc.text.split("\n") if line.strip()]
+    if doc.markup == PLAIN:
+        return [p for p in (_WHITESPACE.sub(" ", block).strip() for block in _BLANK_LINES.split(doc.text)) if p]
+    raise ValueError(f"unknown markup {doc.markup!r}")
+
+
+def split_sentences(paragraphs: list[str]) -> list[str]:
+    """Non-empty, stripped sentences of the paragraphs, in order."""
+    if not paragraphs:
+        return []
+    text = _SANITIZE.sub(" ", "\n".join(paragraphs)).replace("\n", _JOINER)
+    split = blingfire.text_to_sentences(text)
+    if not split and text.strip():  # blingfire signals an internal failure with an empty result
+        log.debug("blingfire could not split a text of %d characters; keeping its paragraphs", len(text))
+        split = text.replace(_JOINER, "\n")
+    sentences = []
+    for sentence in split.split("\n"):
+        # The separator never ends up inside a sentence; splitting on it anyway keeps paragraphs apart.
+        for piece in sentence.split(_PARAGRAPH_SEPARATOR):
+            piece = piece.strip()
+            if len(piece) > MAX_SENTENCE_CHARS:
+                sentences.extend(cut_long_sentence(piece))
+            elif piece:
+                sentences.append(piece)
+    return sentences
+
+
+def cut_long_sentence(sentence: str, limit: int = MAX_SENTENCE_CHARS) -> list[str]:
+    """Pieces of at most `limit` characters, cut at the last space before the limit when there is one."""
+    pieces = []
+    while len(sentence) > limit:
+        cut = sentence.rfind(" ", 0, limit + 1)
+        if cut <= 0:
+            cut = limit
+        pieces.append(sentence[:cut].strip())
+        sentence = sentence[cut:].strip()
+    if sentence:
+        pieces.append(sentence)
+    return [p for p in pieces if p]
+
+
+def segment(doc: RawDocument) -> Document:
+    """Clean (if it is markup) and split one raw document."""
+    return Document(doc.id, doc.source, split_sentences(document_paragraphs(doc)))

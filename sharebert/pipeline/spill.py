@@ -1,0 +1,265 @@
+"""Phase 1 of `sharebert prepare`, run by the workers: a batch of raw documents -> one spill file.
+
+A worker cleans and splits every document of its batch, tokenizes all their sentences in one call,
+drops empty sentences and documents, and writes the batch as an Arrow "spill" file in the run's hidden
+work folder, together with each document's token count. Phase 2 balances shards from those counts;
+phase 3 (`shards.py`) reads the spills back. A spill is written under a temporary name and renamed
+when complete, so an existing spill is a finished task: a resumed run reuses it.
+
+With --train-vocab there is no vocabulary yet: phase 1 writes *text* spills (sentences as strings
+plus the batch's alphabet), a vocabulary is trained over them, and `tokenize_spill` turns each text
+spill into a token spill.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..fileio import temporary_path
+from .records import Document, RawDocument
+from .segment import segment
+
+SPILL_SUFFIX = ".arrow"  # Arrow IPC files: no Parquet encoding to pay for, read back memory-mapped
+SPILL_COMPRESSION = "lz4"
+_META_EMPTY = b"sharebert.empty_documents"
+_META_ALPHABET = b"sharebert.alphabet"
+
+
+@dataclass(frozen=True)
+class Tokenization:
+    """How workers tokenize: `bert_tokenizer(vocab, lowercase)`, serialized by the main process."""
+
+    vocab: str
+    lowercase: bool
+    tokenizer_json: str
+
+    @classmethod
+    def of(cls, vocab: str | Path, lowercase: bool) -> "Tokenization":
+        from ..tokenization import bert_tokenizer
+
+        return cls(str(vocab), lowercase, bert_tokenizer(vocab, lowercase).to_str())
+
+
+@dataclass(frozen=True)
+class BatchTask:
+    index: int
+    documents: list[RawDocument]
+    spill: str  # final path of the spill file
+    tokenization: Tokenization | None  # None: write a text spill (vocabulary not trained yet)
+    keep_text: bool
+
+
+@dataclass(frozen=True)
+class TokenizeTask:
+    index: int
+    text_spill: str
+    spill: str
+    tokenization: Tokenization
+    keep_text: bool
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a spill holds: per-document token and sentence counts (tokens are 0 in text spills)."""
+
+    index: int
+    tokens: np.ndarray  # int64 per document
+    sentences: np.ndarray  # int64 per document
+    empty_documents: int  # documents dropped because nothing was left after cleaning
+    alphabet: str = ""  # text spills only: every character of the batch's sentences, sorted
+
+
+# ---------------------------------------------------------------- worker entry points
+def process_batch(task: BatchTask) -> BatchResult:
+    path = Path(task.spill)
+    if path.exists():
+        return read_batch_result(task.index, path)
+    documents = [segment(raw) for raw in task.documents]
+    kept = [d for d in documents if d.sentences]
+    empty = len(documents) - len(kept)
+    if task.tokenization is None:
+        return _write_text_spill(task.index, path, kept, empty)
+    return _write_token_spill(task.index, path, kept, empty, task.tokenization, task.keep_text)
+
+
+def tokenize_spill(task: TokenizeTask) -> BatchResult:
+    path = Path(task.spill)
+    if not path.exists():
+        documents, empty = read_text_spill(Path(task.text_spill))
+        _write_token_spill(task.index, path, documents, empty, task.tokenization, task.keep_text)
+    Path(task.text_spill).unlink(missing_ok=True)
+    return read_batch_result(task.index, path)
+
+
+_encoders: dict = {}
+
+
+def encoder_for(tokenization: Tokenization):
+    """The worker's SentenceEncoder for this vocab (built once per process)."""
+    from tokenizers import Tokenizer
+
+    from .encode import SentenceEncoder
+
+    key = (tokenization.vocab, tokenization.lowercase, hash(tokenization.tokenizer_json))
+    if key not in _encoders:
+        _encoders.clear()
+        tokenizer = Tokenizer.from_str(tokenization.tokenizer_json)
+        _encoders[key] = SentenceEncoder(tokenization.vocab, tokenization.lowercase, tokenizer=tokenizer)
+    return _encoders[key]
+
+
+# ---------------------------------------------------------------- spill files
+def _write_token_spill(index, path, documents, empty, tokenization, keep_text) -> BatchResult:
+    import pyarrow as pa
+
+    texts = [s for d in documents for s in d.sentences]
+    flat, lengths = encoder_for(tokenization).encode_flat(texts)
+    counts = np.fromiter((len(d.sentences) for d in documents), dtype=np.int64, count=len(documents))
+    owner = np.repeat(np.arange(len(documents)), counts)
+    if (lengths == 0).any():  # sentences the normalizer erased entirely (e.g. only combining marks)
+        keep = lengths > 0
+        owner, lengths = owner[keep], lengths[keep]
+        texts = [t for t, k in zip(texts, keep.tolist()) if k]
+        counts = np.bincount(owner, minlength=len(documents)).astype(np.int64)
+    doc_tokens = np.bincount(owner, weights=lengths, minlength=len(documents)).astype(np.int64)
+    nonempty = counts > 0
+    empty += int((~nonempty).sum())
+    documents = [d for d, k in zip(documents, nonempty.tolist()) if k]
+    counts, doc_tokens = counts[nonempty], doc_tokens[nonempty]
+    columns = {
+        "id": string_array([d.id for d in documents]),
+        "source": string_array([d.source for d in documents]),
+        "sentences": nested_list(nested_list(int_array(flat, pa.int32()), lengths), counts),
+    }
+    if keep_text:
+        columns["text"] = nested_list(string_array(texts), counts)
+    columns["tokens"] = int_array(doc_tokens, pa.int64())
+    _write_table(path, pa.table(columns), {_META_EMPTY: str(empty).encode()})
+    return BatchResult(index, doc_tokens, counts, empty)
+
+
+def _write_text_spill(index, path, documents: list[Document], empty: int) -> BatchResult:
+    import pyarrow as pa
+
+    texts = [s for d in documents for s in d.sentences]
+    counts = np.fromiter((len(d.sentences) for d in documents), dtype=np.int64, count=len(documents))
+    alphabet = "".join(sorted(set("".join(texts))))
+    table = pa.table(
+        {
+            "id": string_array([d.id for d in documents]),
+            "source": string_array([d.source for d in documents]),
+            "text": nested_list(string_array(texts), counts),
+        }
+    )
+    _write_table(path, table, {_META_EMPTY: str(empty).encode(), _META_ALPHABET: json.dumps(alphabet).encode()})
+    return BatchResult(index, np.zeros(len(documents), dtype=np.int64), counts, empty, alphabet)
+
+
+# pyarrow's pa.array() and .to_numpy() import pandas (~0.4 s per process); these helpers go through
+# buffers instead, which is also zero-copy.
+def int_array(values: np.ndarray, type_):
+    """A null-free pyarrow integer array over a numpy array."""
+    import pyarrow as pa
+
+    values = np.ascontiguousarray(values, dtype=type_.to_pandas_dtype())
+    return pa.Array.from_buffers(type_, len(values), [None, pa.py_buffer(values)])
+
+
+def string_array(strings: list[str]):
+    import pyarrow as pa
+
+    encoded = [s.encode("utf-8") for s in strings]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
+    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+
+
+def numpy_ints(array) -> np.ndarray:
+    """A null-free pyarrow integer array (not chunked) as a numpy view."""
+    dtype = np.dtype(array.type.to_pandas_dtype())
+    data = array.buffers()[1]
+    if data is None or len(array) == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
+
+
+def nested_list(values, lengths: np.ndarray):
+    """A pyarrow ListArray grouping `values` into consecutive lists of the given lengths."""
+    import pyarrow as pa
+
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    return pa.ListArray.from_arrays(int_array(offsets, pa.int32()), values)
+
+
+def _write_table(path: Path, table, metadata: dict[bytes, bytes]) -> None:
+    import pyarrow as pa
+
+    table = table.replace_schema_metadata(metadata)
+    options = pa.ipc.IpcWriteOptions(compression=SPILL_COMPRESSION)
+    # A temporary name and a rename, without fsync: spills are scratch files of this run.
+    tmp = temporary_path(path)
+    try:
+        with pa.ipc.new_file(tmp, table.schema, options=options) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_spill(path: Path | str, columns: list[str] | None = None):
+    """A spill as a pyarrow Table (memory-mapped; only `columns` when given)."""
+    import pyarrow as pa
+
+    # The map stays open while the table's buffers use it; it closes when they are released.
+    table = pa.ipc.open_file(pa.memory_map(str(path))).read_all()
+    return table.select(columns) if columns is not None else table
+
+
+def read_batch_result(index: int, path: Path) -> BatchResult:
+    table = read_spill(path)
+    metadata = table.schema.metadata or {}
+    empty = int(metadata.get(_META_EMPTY, b"0"))
+    if _META_ALPHABET in metadata:
+        counts = _list_lengths(table.column("text"))
+        alphabet = json.loads(metadata[_META_ALPHABET])
+        return BatchResult(index, np.zeros(len(counts), dtype=np.int64), counts, empty, alphabet)
+    counts = _list_lengths(table.column("sentences"))
+    tokens = numpy_ints(table.column("tokens").combine_chunks()).astype(np.int64)
+    return BatchResult(index, tokens, counts, empty)
+
+
+def read_text_spill(path: Path) -> tuple[list[Document], int]:
+    table = read_spill(path)
+    empty = int((table.schema.metadata or {}).get(_META_EMPTY, b"0"))
+    rows = table.to_pylist()
+    return [Document(r["id"], r["source"], r["text"]) for r in rows], empty
+
+
+def iter_spill_sentences(paths: list[Path]):
+    """Every sentence text of the text spills, in corpus order (for vocabulary training)."""
+    for path in paths:
+        for sentences in read_spill(path, ["text"]).column("text").to_pylist():
+            yield from sentences
+
+
+def sentence_token_lengths(path: Path, rows: list[int]) -> dict[int, np.ndarray]:
+    """Token count of every sentence of the given rows of a token spill."""
+    column = read_spill(path, ["sentences"]).column("sentences").combine_chunks()
+    doc_offsets = numpy_ints(column.offsets)
+    sentence_offsets = numpy_ints(column.values.offsets)
+    result = {}
+    for row in rows:
+        bounds = sentence_offsets[doc_offsets[row] : doc_offsets[row + 1] + 1]
+        result[row] = np.diff(bounds).astype(np.int64)
+    return result
+
+
+def _list_lengths(column) -> np.ndarray:
+    return np.diff(numpy_ints(column.combine_chunks().offsets)).astype(np.int64)

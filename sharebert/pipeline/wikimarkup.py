@@ -1,0 +1,183 @@
+"""MediaWiki markup to plain prose paragraphs.
+
+What goes: comments, references and other extension blocks (math, gallery, code listings, ...),
+templates and parser functions (nested), tables, files/images, categories, interlanguage links,
+HTML tags, magic words, headings, list bullets, emphasis quotes, and the trailing sections that
+hold no prose (See also, References, External links, ...). What stays: the visible text of
+links (internal, interwiki and external) and of inline tags such as <sub> or <code>.
+
+Speed matters (this runs on every article of a dump), so the work is a few passes of compiled
+regular expressions over the whole page and one cheap pass over its lines. Nested constructs
+(templates in templates, links in image captions) are removed innermost first, repeating a pass
+until nothing matches; whatever is still unbalanced at the end is dropped token by token.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from operator import itemgetter
+
+# Extension and HTML elements dropped together with their content.
+_DROPPED_ELEMENTS = (
+    "ref|references|math|chem|ce|gallery|timeline|score|imagemap|graph|mapframe|maplink|"
+    "syntaxhighlight|source|pre|templatestyles|templatedata|hiero|inputbox|categorytree|"
+    "includeonly|indicator|charinsert|section"
+)
+# Tags removed while their content stays (MediaWiki's allowed HTML plus a few extension tags).
+_KEPT_CONTENT_TAGS = (
+    "abbr|b|bdi|bdo|big|blockquote|caption|center|cite|code|data|dd|del|dfn|div|dl|dt|em|font|"
+    "h[1-6]|hr|i|ins|kbd|li|mark|nowiki|noinclude|ol|onlyinclude|p|poem|q|rb|rp|rt|rtc|ruby|s|samp|"
+    "small|span|strike|strong|sub|sup|table|td|th|time|tr|tt|u|ul|var|wbr|ref|references|math|gallery"
+)
+
+_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.S)
+_DROPPED = re.compile(rf"<({_DROPPED_ELEMENTS})\b[^>]*?(?:/>|>.*?</\1\s*>)", re.S | re.I)
+_LINE_BREAK_TAG = re.compile(r"<br\s*/?\s*>|</br\s*>", re.I)
+_TAG = re.compile(rf"</?(?:{_KEPT_CONTENT_TAGS})\b[^<>]*>", re.I)
+# Innermost templates: {{ ... }} with no {{ or }} inside (single braces are allowed).
+_TEMPLATE = re.compile(r"\{\{[^{}]*(?:(?:\{(?!\{)|\}(?!\}))[^{}]*)*\}\}")
+_EXTERNAL_LINK = re.compile(r"\[(?:(?:https?|ftp|mailto|news|irc):|//)[^\s\[\]<>\"]*(?:[ \t]+([^\]\n]*))?\]", re.I)
+_BARE_URL = re.compile(r"(?:https?|ftp)://[^\s<>\"\[\]{}|]+")
+# Innermost links: [[ ... ]] with no brackets inside. The two common forms without a namespace or
+# section, [[Page]] and [[Page|text]], are replaced without a Python call; _link_text does the rest.
+_LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
+_PLAIN_LINK = re.compile(r"\[\[([^\[\]|:#]+)\]\]")
+_PIPED_LINK = re.compile(r"\[\[[^\[\]|:#]+\|([^\[\]|]*[^\[\]|\s][^\[\]|]*)\]\]")
+_MAGIC_WORD = re.compile(r"__[A-Z]+__")
+_LEFTOVER = re.compile(r"\[\[|\]\]|\{\{|\}\}|\{\||\|\}|</?ref\b[^>\n]*>?", re.I)
+_SPACES = re.compile(r"  +")  # a literal first character keeps the scan fast
+_EMPTY_PARENS = re.compile(r"\(\s*[,;:]?\s*\)")
+_SPACE_BEFORE_PUNCT = re.compile(r" ([,.;:!?])")
+# re.sub with a C callable: Python 3.11 expands r"\1" templates in Python for every match.
+_GROUP_1 = itemgetter(1)
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{1,8})*$")
+
+_DROPPED_NAMESPACES = frozenset({"file", "image", "media", "category"})
+# Interwiki prefixes of articles that look like language codes but are not interlanguage links.
+_INTERWIKI_NOT_LANGUAGE = frozenset({"doi", "hdl", "rfc", "irc", "mw", "voy", "wmf", "wikt", "iso"})
+_LANGUAGE_EXTRA = frozenset({"simple", "be-x-old", "zh-min-nan", "zh-classical", "zh-yue", "roa-rup"})
+_INTERWIKI = frozenset(
+    {"w", "wikt", "wiktionary", "s", "wikisource", "q", "wikiquote", "b", "wikibooks", "n", "wikinews",
+     "v", "wikiversity", "voy", "wikivoyage", "c", "commons", "d", "wikidata", "m", "meta", "species",
+     "wikispecies", "mw", "wikipedia", "doi", "hdl"}
+)  # fmt: skip
+# Sections at the end of an article that hold lists of links and citations, not prose.
+SKIPPED_SECTIONS = frozenset(
+    {"see also", "references", "external links", "further reading", "notes", "footnotes", "bibliography",
+     "sources", "citations", "notes and references", "references and notes", "works cited", "related pages"}
+)  # fmt: skip
+
+
+def wikitext_to_paragraphs(text: str) -> list[str]:
+    """The prose of a page: one string per paragraph or list item, no markup left."""
+    if "&" in text:
+        text = html.unescape(text)  # before tags are removed, so &lt;ref&gt; is removed as a tag too
+    if "<" in text:
+        text = _COMMENT.sub("", text)
+        text = _DROPPED.sub("", text)
+    text = _remove_innermost(_TEMPLATE, text, "{{")
+    if "[" in text:
+        text = _EXTERNAL_LINK.sub(_external_link_text, text)
+    if "://" in text:
+        text = _BARE_URL.sub("", text)
+    if "[[" in text:
+        text = _PIPED_LINK.sub(_GROUP_1, _PLAIN_LINK.sub(_GROUP_1, text))
+        text = _remove_innermost(_LINK, text, "[[", _link_text)
+    if "__" in text:
+        text = _MAGIC_WORD.sub("", text)
+    if "<" in text:
+        text = _LINE_BREAK_TAG.sub("\n", text)
+        text = _TAG.sub("", text)
+    if "''" in text:  # bold, italic, both: 3, 2, 5 quotes
+        text = text.replace("'''", "").replace("''", "")
+    return _paragraphs(text)
+
+
+def _remove_innermost(pattern: re.Pattern, text: str, opener: str, replacement="") -> str:
+    while opener in text:
+        text, count = pattern.subn(replacement, text)
+        if not count:
+            break
+    return text
+
+
+def _external_link_text(m: re.Match) -> str:
+    return m.group(1) or ""
+
+
+def _link_text(m: re.Match) -> str:
+    target, pipe, label = m.group(1).partition("|")
+    target = target.strip()
+    if target.startswith(":"):  # [[:Category:X]] is a visible link, not a category assignment
+        target = target[1:]
+    else:
+        prefix, colon, rest = target.partition(":")
+        if colon:
+            key = prefix.strip().lower()
+            if key in _DROPPED_NAMESPACES or _is_language_code(prefix.strip()):
+                return ""
+            if key in _INTERWIKI and not pipe:
+                target = rest
+    if pipe:
+        if label.strip():
+            return label
+        return _pipe_trick(target)
+    page, _, section = target.partition("#")
+    return page or section
+
+
+def _is_language_code(prefix: str) -> bool:
+    return (prefix in _LANGUAGE_EXTRA or _LANGUAGE_CODE.match(prefix) is not None) and (
+        prefix not in _INTERWIKI_NOT_LANGUAGE
+    )
+
+
+def _pipe_trick(target: str) -> str:
+    """[[Page (qualifier)|]] shows as "Page"; [[Help:Page|]] as "Page"."""
+    _, colon, rest = target.partition(":")
+    name = rest if colon else target
+    return re.sub(r"\s*\([^()]*\)\s*$", "", name.split(",")[0]).strip()
+
+
+def _paragraphs(text: str) -> list[str]:
+    """Drop tables, headings, skipped sections and list marks line by line, then tidy all lines at once."""
+    kept: list[str] = []
+    table_depth = 0
+    skip_below: int | None = None  # heading level of a section being skipped
+    for line in text.split("\n"):
+        line = line.strip()
+        if not line:
+            continue
+        first = line[0]
+        if first == "{" and line.startswith("{|") or first == ":" and line.lstrip(":").startswith("{|"):
+            table_depth += 1
+            continue
+        if table_depth:
+            if line.startswith("|}"):
+                table_depth -= 1
+            continue
+        if first == "=" and line[-1] == "=" and len(line) > 1:
+            level = len(line) - len(line.lstrip("="))
+            if skip_below is not None and level > skip_below:
+                continue
+            title = _LEFTOVER.sub("", line.strip("= \t")).strip().lower()
+            skip_below = level if title in SKIPPED_SECTIONS else None
+            continue
+        if skip_below is not None or first in "|!" or line.startswith("----"):
+            continue
+        if first in "*#:;":
+            line = line.lstrip("*#:; \t")
+        kept.append(line)
+    if not kept:
+        return []
+    text = _LEFTOVER.sub("", "\n".join(kept))
+    if "&" in text:
+        text = html.unescape(text)  # entities that were escaped twice in the source
+    if "\t" in text:
+        text = text.replace("\t", " ")
+    text = _SPACES.sub(" ", text)
+    if "(" in text:
+        text = _EMPTY_PARENS.sub("", text)
+    text = _SPACE_BEFORE_PUNCT.sub(_GROUP_1, text)
+    return [p for p in (line.strip(" \t\u00a0") for line in text.split("\n")) if p]

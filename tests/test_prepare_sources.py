@@ -1,0 +1,180 @@
+"""Input readers: wiki dumps (plain, bz2, multistream), books, text, Hugging Face datasets, built-in corpus."""
+
+from __future__ import annotations
+
+import bz2
+import sys
+
+import pytest
+
+from prepare_fixtures import page, write_dump
+from sharebert.errors import DataError
+from sharebert.pipeline.records import LINES, PLAIN, WIKITEXT, ReadStats
+from sharebert.pipeline.sources import open_source
+
+
+def read_all(kind, path, label="input", **kwargs):
+    source = open_source(kind, str(path), label, **kwargs)
+    source.check()
+    stats = ReadStats()
+    return list(source.documents(stats)), stats, source
+
+
+PAGES = [
+    page("Alpha", 10, "Alpha is a letter."),
+    page("Redirected", 11, "#REDIRECT [[Alpha]]", redirect="Alpha"),
+    page("Untagged redirect", 12, "#redirect [[Alpha]]"),
+    page("Wikipedia:Project", 13, "A project page.", ns=4),
+    page("Category:Letters", 14, "A category page.", ns=14),
+    page("Beta", 15, "Beta & <b>gamma</b>."),
+    page("Empty", 16, "   "),
+]
+
+
+@pytest.mark.parametrize("name, multistream", [("d.xml", False), ("d.xml.bz2", False), ("d.xml.bz2", True)])
+def test_wiki_keeps_main_namespace_articles_only(tmp_path, name, multistream):
+    dump = write_dump(tmp_path / name, PAGES, multistream=multistream)
+    docs, stats, source = read_all("wiki", dump, label=name)
+    assert [d.id for d in docs] == [f"wiki:{name}:10", f"wiki:{name}:15"]
+    assert {d.source for d in docs} == {f"wiki:{name}"}
+    assert all(d.markup == WIKITEXT for d in docs)
+    assert docs[1].text == "Beta & <b>gamma</b>."  # XML entities decoded, markup left for the cleaner
+    assert (stats.redirects_skipped, stats.other_namespaces_skipped, stats.empty_documents_skipped) == (2, 2, 1)
+    assert source.bytes_read == dump.stat().st_size
+
+
+def test_wiki_without_ns_elements_uses_title_prefixes(tmp_path):
+    pages = [p.replace("<ns>0</ns>", "").replace("<ns>4</ns>", "").replace("<ns>14</ns>", "") for p in PAGES]
+    docs, stats, _ = read_all("wiki", write_dump(tmp_path / "old.xml", pages))
+    assert [d.id.rsplit(":", 1)[1] for d in docs] == ["10", "15"]
+    assert stats.other_namespaces_skipped == 2
+
+
+@pytest.mark.parametrize(
+    "content, problem",
+    [
+        (b"<html><body>hello</body></html>", "not a MediaWiki XML dump (root element <html>"),
+        (b"just some text, not XML", "not a MediaWiki XML dump"),
+        (bz2.compress(b"plain text in bz2"), "not a MediaWiki XML dump"),
+        (b"", "not a MediaWiki XML dump"),
+    ],
+)
+def test_wiki_rejects_what_is_not_a_dump(tmp_path, content, problem):
+    path = tmp_path / "bad.xml.bz2"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=r"bad\.xml\.bz2: ") as err:
+        read_all("wiki", path)
+    assert problem in str(err.value)
+
+
+def test_wiki_truncated_and_corrupt_bz2(tmp_path):
+    text = " ".join(f"word{i * 7919 % 10007}" for i in range(20000))
+    data = bz2.compress(("<mediawiki>" + page("P", 1, text) + "</mediawiki>").encode())
+    truncated = tmp_path / "truncated.xml.bz2"
+    truncated.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(DataError, match=r"truncated\.xml\.bz2: truncated or corrupt compressed file"):
+        read_all("wiki", truncated)
+    corrupt = tmp_path / "corrupt.xml.bz2"
+    middle = len(data) // 3
+    corrupt.write_bytes(data[:middle] + bytes(b ^ 0x5A for b in data[middle : middle + 500]) + data[middle + 500 :])
+    with pytest.raises(DataError, match=r"corrupt\.xml\.bz2: (truncated or )?corrupt compressed"):
+        read_all("wiki", corrupt)
+
+
+def test_wiki_truncated_xml(tmp_path):
+    path = tmp_path / "cut.xml"
+    path.write_text("<mediawiki>" + page("A", 1, "Some text.") + "<page><title>B</ti")
+    with pytest.raises(DataError, match=r"cut\.xml: truncated XML"):
+        read_all("wiki", path)
+
+
+def test_missing_files_and_folders(tmp_path):
+    for kind in ("wiki", "text"):
+        with pytest.raises(DataError, match=r"nope\.xml: file not found"):
+            read_all(kind, tmp_path / "nope.xml")
+        with pytest.raises(DataError, match="is a folder"):
+            read_all(kind, tmp_path)
+    with pytest.raises(DataError, match=r"nowhere: folder not found"):
+        read_all("books", tmp_path / "nowhere")
+    with pytest.raises(DataError, match="no book files"):
+        read_all("books", tmp_path)
+
+
+def test_books_one_document_per_file_and_bad_bytes_counted(tmp_path):
+    books = tmp_path / "books"
+    (books / "sub").mkdir(parents=True)
+    (books / "b.txt").write_bytes("Chapter one.\nIt was a dark\nnight.\n\nChapter two.".encode())
+    (books / "a.txt").write_bytes(b"Caf\xe9 and cr\xe8me. Fine \xef\xbf\xbd literal.")  # latin-1 bytes
+    (books / "sub" / "c.txt").write_text("\ufeffThird book.", encoding="utf-8")
+    (books / ".hidden.txt").write_text("skipped")
+    (books / "empty.txt").write_text("\n\n")
+    docs, stats, _ = read_all("books", books, label="books")
+    assert [d.id for d in docs] == ["books:books/a.txt", "books:books/b.txt", "books:books/sub/c.txt"]
+    assert [d.source for d in docs] == [d.id for d in docs]
+    assert all(d.markup == PLAIN for d in docs)
+    assert docs[0].text.count("\ufffd") == 3  # two replaced bytes and one literal U+FFFD
+    assert stats.bad_bytes_replaced == 2
+    assert docs[2].text == "Third book."
+    assert stats.empty_documents_skipped == 1
+
+
+def test_text_blank_lines_separate_documents(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"\xef\xbb\xbfFirst doc line one.\r\nLine two.\n\n\n  \nSecond \xff doc.\n\nThird.")
+    docs, stats, _ = read_all("text", path, label="corpus.txt")
+    assert [d.id for d in docs] == ["text:corpus.txt:0", "text:corpus.txt:1", "text:corpus.txt:2"]
+    assert docs[0].text == "First doc line one.\nLine two."
+    assert docs[1].text == "Second \ufffd doc."
+    assert all(d.markup == LINES for d in docs)
+    assert stats.bad_bytes_replaced == 1 and stats.documents_read == 3
+
+
+def test_text_streams_across_chunk_boundaries(tmp_path, monkeypatch):
+    from sharebert.pipeline.sources import text as text_module
+
+    monkeypatch.setattr(text_module, "READ_CHUNK", 7)
+    path = tmp_path / "small.txt"
+    path.write_text("Ünïcödé line.\n\nAnother \ufffd document.\n", encoding="utf-8")
+    docs, stats, _ = read_all("text", path)
+    assert [d.text for d in docs] == ["Ünïcödé line.", "Another \ufffd document."]
+    assert stats.bad_bytes_replaced == 0
+
+
+def test_hf_dataset_from_data_files_and_save_to_disk(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = {"text": ["First document.", "", "Second document."], "other": [1, 2, 3]}
+    data = datasets.Dataset.from_dict(rows)
+    (tmp_path / "files").mkdir()
+    data.to_parquet(str(tmp_path / "files" / "train.parquet"))
+    data.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": data, "validation": data.select([0])}).save_to_disk(str(tmp_path / "dict"))
+    for path in (tmp_path / "files", tmp_path / "files" / "train.parquet", tmp_path / "saved", tmp_path / "dict"):
+        docs, stats, _ = read_all("hf", path, label="ds")
+        assert [d.text for d in docs] == ["First document.", "Second document."]
+        assert [d.id for d in docs] == ["hf:ds:train:0", "hf:ds:train:2"]
+        assert stats.empty_documents_skipped == 1
+    docs, _, _ = read_all("hf", tmp_path / "dict", label="ds", split="validation")
+    assert [d.text for d in docs] == ["First document."]
+    with pytest.raises(DataError, match="no text column 'body'"):
+        read_all("hf", tmp_path / "saved", text_column="body")
+    with pytest.raises(DataError, match="no split 'test'"):
+        read_all("hf", tmp_path / "dict", split="test")
+    with pytest.raises(DataError, match="dataset not found"):
+        read_all("hf", "./no/such/folder")
+
+
+def test_builtin_corpus_is_python_own_text_and_deterministic():
+    first, stats, source = read_all("builtin", "python-stdlib", label="python-stdlib")
+    again, _, _ = read_all("builtin", "python-stdlib", label="python-stdlib")
+    assert [(d.id, d.text) for d in first] == [(d.id, d.text) for d in again]
+    from pydoc_data.topics import topics
+
+    topic_docs = [d for d in first if ":topic:" in d.id]
+    assert len(topic_docs) == len([t for t in topics.values() if t.strip()])
+    if sys.flags.optimize < 2:
+        docstring_docs = [d for d in first if ":module:" in d.id or ":class:" in d.id]
+        assert len(docstring_docs) > 200
+        assert any(d.id == "builtin:python-stdlib:module:json" for d in docstring_docs)
+    assert len({d.id for d in first}) == len(first)
+    assert stats.documents_read == len(first)
+    assert source.describe()["sha256"] == open_source("builtin", "python-stdlib", "python-stdlib").describe()["sha256"]
