@@ -2,7 +2,11 @@
 
 What it does (everything under --work-dir, default a temporary folder):
   1. Builds a bigger dump from the enwiki sample: its pages repeated, each copy with distinct titles and
-     page ids, until the XML holds at least --target-mb MB; bz2-compressed like a real dump.
+     page ids, until the XML holds at least --target-mb MB; bz2-compressed like a real dump. By default
+     in the layout of Wikimedia's pages-articles-multistream dumps (the header in a bz2 stream of its
+     own, then --pages-per-stream pages per stream, then the closing tag), which prepare's workers
+     decompress in parallel; --single-stream writes one bz2 stream, which the main process must
+     decompress alone.
   2. For each worker count (--workers, default 1,2), runs `prepare` on it with the BERT uncased vocab in a
      fresh child process (extraction, segmentation, tokenization, balancing and shard writing: the whole
      stage) while sampling the resident memory of the child and its workers every 50 ms.
@@ -16,6 +20,7 @@ Issue targets, printed next to the measurements: >= 4 MB/s of dump XML per worke
 
 Examples:
   python bench/prepare.py                     # >= 30 MB of XML, 1 and 2 workers
+  python bench/prepare.py --single-stream     # the same XML as one bz2 stream
   python bench/prepare.py --target-mb 2       # smoke test
   python bench/prepare.py --json results.json
 """
@@ -41,6 +46,7 @@ sys.path.insert(0, str(ROOT))
 MB = 1e6
 TARGET_MB_PER_WORKER = 4.0
 TARGET_SPEEDUP_2 = 1.8
+TREE_SECONDS = 0.5  # how often the memory sampler lists the process tree (see _TreeSampler)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -48,6 +54,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dump", type=Path, default=SHARED_DATA / "enwiki-sample.xml.bz2", help="a MediaWiki dump")
     p.add_argument("--vocab", type=Path, default=SHARED_DATA / "bert-base-uncased-vocab.txt")
     p.add_argument("--target-mb", type=float, default=30.0, help="MB of XML to repeat the dump's pages to")
+    p.add_argument("--pages-per-stream", type=int, default=100, help="pages per bz2 stream (multistream layout)")
+    p.add_argument("--single-stream", action="store_true", help="write the dump as one bz2 stream instead")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
     p.add_argument("--train-shards", type=int, default=16)
     p.add_argument("--test-shards", type=int, default=2)
@@ -63,8 +71,10 @@ _TITLE = re.compile(rb"<title>(.*?)</title>")
 _PAGE_ID = re.compile(rb"(</ns>\s*<id>)(\d+)(</id>)")
 
 
-def build_dump(source: Path, target: Path, target_mb: float) -> tuple[int, int]:
-    """Write `target` (bz2) with the pages of `source` repeated; returns (XML bytes, copies)."""
+def build_dump(source: Path, target: Path, target_mb: float, pages_per_stream: int | None) -> tuple[int, int]:
+    """Write `target` (bz2) with the pages of `source` repeated; returns (XML bytes, copies).
+
+    pages_per_stream None: one bz2 stream; N: the multistream layout (header, N pages per stream, tail)."""
     xml = bz2.BZ2File(source).read()
     pages = _PAGE.findall(xml)
     if not pages:
@@ -73,18 +83,37 @@ def build_dump(source: Path, target: Path, target_mb: float) -> tuple[int, int]:
     tail = xml[xml.rindex(b"</page>") + len(b"</page>") :].lstrip()
     id_step = 10 ** len(str(max(int(m.group(2)) for p in pages if (m := _PAGE_ID.search(p)))))
     copies = max(1, -(-int(target_mb * MB) // sum(map(len, pages))))
-    size = len(head) + len(tail)
-    with bz2.BZ2File(target, "wb", compresslevel=9) as out:
-        out.write(head)
+
+    def repeated_pages():
         for copy in range(copies):
             for page in pages:
                 if copy:
                     page = _TITLE.sub(lambda m: b"<title>" + m.group(1) + b" (copy %d)</title>" % copy, page, count=1)
                     page = _PAGE_ID.sub(lambda m: m.group(1) + b"%d" % (int(m.group(2)) + copy * id_step) + m.group(3),
                                         page, count=1)  # fmt: skip
+                yield page
+
+    size = len(head) + len(tail)
+    if pages_per_stream is None:
+        with bz2.BZ2File(target, "wb", compresslevel=9) as out:
+            out.write(head)
+            for page in repeated_pages():
                 out.write(page)
                 size += len(page)
-        out.write(tail)
+            out.write(tail)
+        return size, copies
+    with open(target, "wb") as out:
+        out.write(bz2.compress(head, 9))
+        group: list[bytes] = []
+        for page in repeated_pages():
+            group.append(page)
+            size += len(page)
+            if len(group) == pages_per_stream:
+                out.write(bz2.compress(b"".join(group), 9))
+                group = []
+        if group:
+            out.write(bz2.compress(b"".join(group), 9))
+        out.write(bz2.compress(tail, 9))
     return size, copies
 
 
@@ -140,7 +169,11 @@ def timed_run(config: dict) -> dict:
 
 class _TreeSampler:
     """Samples, every 50 ms, the summed RSS of a process and all its descendants (pool workers, a fork
-    server) and the CPU time of each; without psutil, only the child's own report is available."""
+    server) and the CPU time of each; without psutil, only the child's own report is available.
+
+    It runs beside the measured run, on the same cores, so it must stay cheap: listing the process tree
+    scans all of /proc (doing it every 50 ms took ~5% of a core, which slowed a 2-worker run on two cores
+    by ~3%), so the tree is listed every TREE_SECONDS and only its known members are sampled between."""
 
     def __init__(self, process: subprocess.Popen):
         self.process = process
@@ -157,12 +190,14 @@ class _TreeSampler:
 
     def _run(self, psutil) -> None:
         root = psutil.Process(self.process.pid)
+        tree, listed = [root], 0.0
         while self.process.poll() is None:
+            if time.monotonic() - listed >= TREE_SECONDS:
+                try:
+                    tree, listed = [root, *root.children(recursive=True)], time.monotonic()
+                except psutil.Error:
+                    break
             total = 0
-            try:
-                tree = [root, *root.children(recursive=True)]
-            except psutil.Error:
-                break
             for p in tree:
                 try:
                     total += p.memory_info().rss
@@ -188,15 +223,19 @@ def main(argv=None) -> None:
     for path in (args.dump, args.vocab):
         if not path.exists():
             raise SystemExit(f"{path}: not found")
+    if args.pages_per_stream < 1:
+        raise SystemExit(f"--pages-per-stream must be at least 1, got {args.pages_per_stream}")
     workers = [int(w) for w in args.workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="bench-prepare-") as tmp:
         work = args.work_dir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
         dump = work / "enwiki-repeated.xml.bz2"
         started = time.perf_counter()
-        xml_bytes, copies = build_dump(args.dump, dump, args.target_mb)
+        per_stream = None if args.single_stream else args.pages_per_stream
+        xml_bytes, copies = build_dump(args.dump, dump, args.target_mb, per_stream)
+        layout = f"multistream, {per_stream} pages per bz2 stream" if per_stream else "one bz2 stream"
         print(f"dump: {copies} copies of {args.dump.name}: {xml_bytes / MB:.1f} MB of XML, "
-              f"{dump.stat().st_size / MB:.1f} MB bz2 (built in {time.perf_counter() - started:.1f} s)")  # fmt: skip
+              f"{dump.stat().st_size / MB:.1f} MB bz2, {layout} (built in {time.perf_counter() - started:.1f} s)")
         runs = {}
         for w in workers:
             config = {"output": str(work / f"prepared-{w}"), "dump": str(dump), "vocab": str(args.vocab),
@@ -216,7 +255,7 @@ def main(argv=None) -> None:
                 f"{documents:,} documents, CPU {run.get('cpu_seconds_tree', run['cpu_seconds']):.2f} s, "
                 f"peak RSS (process tree) {run['peak_rss_mb']:.0f} MB"
             )
-        summary = {"xml_mb": xml_bytes / MB, "copies": copies, "runs": list(runs.values())}
+        summary = {"xml_mb": xml_bytes / MB, "copies": copies, "layout": layout, "runs": list(runs.values())}
         if 1 in runs and len(runs) > 1:
             most = max(runs)
             speedup = runs[1]["seconds"] / runs[most]["seconds"]

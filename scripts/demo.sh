@@ -19,10 +19,10 @@ step "prepare: built-in corpus -> tokenized, balanced Parquet shards (vocab trai
 step "mask: duplicated static masking -> validated HDF5 samples + manifest"
 "$BIN/sharebert" mask "$OUT/prepared" -o "$OUT/samples" --dup-factor 2 --seed 42
 
-step "pretrain: tiny ShareBERT, masked LM, DeepSpeed on the CPU (stops at 300 steps or 4 minutes)"
+step "pretrain: tiny ShareBERT, masked LM, DeepSpeed on the CPU (600 steps, at most about 4 minutes)"
 "$BIN/sharebert" pretrain --dataset_path "$OUT/samples" --output_dir "$OUT/pretrain" --preset tiny \
-  --train_batch_size 32 --train_micro_batch_size_per_gpu 32 --max_steps 300 --total_training_time 0.067 \
-  --validation_steps 100 --checkpoint_steps 100 --log_steps 10 --print_steps 50 --seed 42
+  --train_batch_size 64 --train_micro_batch_size_per_gpu 64 --max_steps 600 --lr 3e-3 --total_training_time 0.07 \
+  --validation_steps 200 --checkpoint_steps 200 --log_steps 10 --print_steps 100 --seed 42
 
 step "finetune: a CoLA-format acceptability task built from the corpus (real vs corrupted sentences)"
 "$BIN/python" -m sharebert.trainer.demo_task "$OUT/prepared" "$OUT/glue" --seed 1

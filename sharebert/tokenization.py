@@ -49,9 +49,10 @@ def read_vocab(path: str | Path) -> list[str]:
     tokens = [t.rstrip("\r") for t in tokens]
     if len(tokens) < MIN_VOCAB_SIZE:
         raise file_error(path, f"not a vocab file ({len(tokens)} lines; expected one token per line)")
-    for line_no, token in enumerate(tokens, 1):
-        if not token or any(ch.isspace() for ch in token):
-            raise file_error(path, f"not a vocab file (line {line_no} is {token!r}, not a single token)")
+    if not all(tokens) or len("".join(tokens).split()) != 1:  # some line is empty or holds whitespace
+        for line_no, token in enumerate(tokens, 1):
+            if token.split() != [token]:
+                raise file_error(path, f"not a vocab file (line {line_no} is {token!r}, not a single token)")
     missing = [t for t in SPECIAL_TOKENS if t not in set(tokens)]
     if missing:
         raise file_error(path, f"not a BERT vocab file (missing special tokens {', '.join(missing)})")

@@ -13,7 +13,8 @@ from mask_fixtures import small_prepared_dir, write_prepared_dir, write_vocab
 from sharebert.cli import main
 from sharebert.errors import ConfigError, DataError
 from sharebert.pipeline import formats
-from sharebert.pipeline.mask import MaskConfig, mask
+from sharebert.pipeline import mask as mask_module
+from sharebert.pipeline.mask import MaskConfig, _group_tasks, _Task, mask
 from sharebert.pipeline.validate import ValidateConfig, check_folder
 from sharebert.tokenization import read_vocab
 
@@ -107,6 +108,30 @@ def test_same_bytes_whatever_the_number_of_workers(prepared, tmp_path):
         assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
     _run(prepared, tmp_path / "seed", seed=43)
     assert (tmp_path / "seed" / names[0]).read_bytes() != (tmp_path / "one" / names[0]).read_bytes()
+
+
+def test_duplicates_of_a_shard_are_grouped_into_tasks():
+    for shards, dup_factor, workers, expected_sizes in [
+        (18, 5, 2, [5] * 18),  # enough shards: each task makes every duplicate of its shard
+        (6, 4, 2, [2] * 12),  # too few for 8 tasks per worker: duplicates are spread over tasks
+        (2, 5, 4, [1] * 10),
+        (2, 5, 1, [5] * 2),  # one worker: nothing to balance
+    ]:
+        tasks = [_Task("train", f"s{k}", k, d, f"f{k}.{d}") for k in range(shards) for d in range(dup_factor)]
+        groups = _group_tasks(tasks, dup_factor, workers)
+        assert [len(g) for g in groups] == expected_sizes
+        assert [t for g in groups for t in g] == tasks
+        assert all(len({t.shard_index for t in g}) == 1 for g in groups)
+
+
+def test_same_bytes_when_each_task_makes_every_duplicate_of_its_shard(prepared, tmp_path, monkeypatch):
+    _run(prepared, tmp_path / "one", workers=1, dup_factor=3)
+    monkeypatch.setattr(mask_module, "TASKS_PER_WORKER", 1)  # whole shards per task, also with 2 workers
+    _run(prepared, tmp_path / "two", workers=2, dup_factor=3)
+    names = _hdf5_files(tmp_path / "one")
+    assert names == _hdf5_files(tmp_path / "two") and len(names) == 9
+    for name in names + [formats.MANIFEST_FILE]:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes(), name
 
 
 def test_resume_remakes_only_missing_or_changed_files(prepared, tmp_path):

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from prepare_fixtures import article, page, write_dump, write_vocab
+from sharebert.pipeline.sources.wiki import stream_starts
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "prepare.py"
 
@@ -33,3 +34,6 @@ def test_bench_builds_a_bigger_dump_and_reports(tmp_path):
         assert r["seconds"] > 0 and r["tokens"] > 0 and r["documents"] == 12 * summary["copies"]
     repeated = bz2.BZ2File(tmp_path / "work" / "enwiki-repeated.xml.bz2").read().decode()
     assert repeated.count("<page>") == 12 * summary["copies"] and "River 3 (copy 1)" in repeated
+    with open(tmp_path / "work" / "enwiki-repeated.xml.bz2", "rb") as f:  # header, 100 pages, ..., tail
+        assert len(list(stream_starts(f))) == 1 + -(-12 * summary["copies"] // 100)
+    assert "multistream" in summary["layout"]

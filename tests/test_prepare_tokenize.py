@@ -59,6 +59,20 @@ def test_encoder_without_a_separator_in_the_vocab(tmp_path):
     assert encoder.encode(SENTENCES) == expected
 
 
+def test_encoder_is_exact_once_its_word_cache_is_full(vocabs, monkeypatch):
+    from sharebert.pipeline import encode
+
+    for vocab in vocabs:
+        encoder = SentenceEncoder(vocab, True)
+        monkeypatch.setattr(encode, "WORD_CACHE_SIZE", len(encoder._words) + 5)  # room for 5 more words
+        sentences = [f"{i} Wanderers rivers' kingdoms, unknownish {i}x{i}y {'b' * (i % 3)}." for i in range(40)]
+        sentences += [s for s in SENTENCES if s.isprintable()]  # non-ASCII ones take the full tokenizer
+        expected = [e.ids for e in bert_tokenizer(vocab, True).encode_batch(sentences, add_special_tokens=False)]
+        assert encoder.encode(sentences) == expected
+        assert encoder.encode(sentences[::-1]) == expected[::-1]  # cached and uncached words mixed
+        assert len(encoder._words) == encode.WORD_CACHE_SIZE
+
+
 _piece = st.sampled_from(list("abcXYZ019 .,;'\"-()[]{}¶éÉüßø中\t\u00a0\u0301\x00\x1f") + ["word", "Word", "##", "  "])
 _text = st.lists(_piece, max_size=30).map("".join)
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import time
+from collections import Counter
 
 import pytest
 
@@ -24,7 +26,23 @@ def test_results_in_task_order_across_maps(workers, preload):
     if workers == 1:
         assert pids == {os.getpid()}
     else:
-        assert os.getpid() not in pids and len(pids) <= workers  # the same workers serve both maps
+        assert len(pids) <= workers  # this process and one child serve both maps
+
+
+def busy_with_pid(x: int) -> tuple[int, int]:
+    deadline = time.perf_counter() + 0.02
+    while time.perf_counter() < deadline:
+        pass
+    return x, os.getpid()
+
+
+def test_this_process_works_beside_its_children():
+    """workers=2 is this process and one child: both run tasks, and results still come in order."""
+    with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
+        results = list(pool.map_ordered(busy_with_pid, range(40)))
+    assert [x for x, _ in results] == list(range(40))
+    by_process = Counter(pid for _, pid in results)
+    assert len(by_process) == 2 and by_process[os.getpid()] >= 5
 
 
 def test_an_error_in_a_task_reaches_the_caller():
@@ -35,3 +53,27 @@ def test_an_error_in_a_task_reaches_the_caller():
 
 def reciprocal(x: int) -> float:
     return 1 / x
+
+
+_state: dict = {}
+
+
+def remember(value: str) -> None:
+    _state["value"] = value
+
+
+def recall(_task) -> tuple[str | None, str]:
+    return _state.get("value"), os.environ.get("OMP_NUM_THREADS", "")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_initialize_runs_before_the_first_task_of_every_worker(workers):
+    _state.clear()
+    with WorkerPool(workers, preload=("sharebert.pipeline.parallel",)) as pool:
+        pool.initialize(remember, "ready")
+        results = list(pool.map_ordered(recall, range(6)))
+        with pytest.raises(RuntimeError, match="before the first map_ordered"):
+            pool.initialize(remember, "too late")
+    assert {value for value, _ in results} == {"ready"}
+    if workers > 1:
+        assert {threads for _, threads in results} == {"1"}  # one thread per worker

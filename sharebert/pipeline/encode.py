@@ -11,7 +11,8 @@ Three measured shortcuts, all giving exactly the ids of `bert_tokenizer` (tests 
   pre-tokenizer always isolates punctuation, so words never merge across it), and the ids are cut
   at the separator's id. Encoding sentences one by one costs ~30% more. Sentences that contain
   the separator character are encoded on their own.
-- Words missing from the cache are encoded the same joined way.
+- Words missing from the cache go through the WordPiece model alone (they are normalized and
+  pre-tokenized already), one call per distinct word.
 Control characters never reach the encoder from `segment` (it replaces them); a text that has
 some anyway takes the full tokenizer.
 """
@@ -20,8 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from itertools import chain, compress
-from operator import not_
+from itertools import chain, islice
 from pathlib import Path
 
 import numpy as np
@@ -87,19 +87,19 @@ class SentenceEncoder:
         return np.delete(ids, ends), lengths.astype(np.int64)
 
     def _fill_missing(self, words: list[str], pieces: list) -> list:
-        # Every word has at least one piece ([UNK] at worst), so an empty slot is exactly a miss.
-        missing = sorted(set(compress(words, map(not_, pieces))))
-        flat, lengths = self._encode_group(self.full, missing)
-        bounds = np.concatenate([[0], np.cumsum(lengths)]).tolist()
-        ids = flat.tolist()
-        found = {w: tuple(ids[a:b]) for w, a, b in zip(missing, bounds[:-1], bounds[1:])}
+        # Every word has at least one piece ([UNK] at worst), so an empty slot is exactly a miss. The
+        # words are already normalized and pre-tokenized, so the WordPiece model alone gives their pieces.
+        tokenize = self.full.model.tokenize
+        found: dict[str, tuple[int, ...]] = {}
+        for i in [i for i, p in enumerate(pieces) if p is None]:
+            word = words[i]
+            ids = found.get(word)
+            if ids is None:
+                ids = found[word] = tuple(token.id for token in tokenize(word))
+            pieces[i] = ids
         room = WORD_CACHE_SIZE - len(self._words)
-        if room >= len(found):
-            self._words.update(found)
-            return list(map(self._words.__getitem__, words))
-        self._words.update(list(found.items())[: max(room, 0)])
-        lookup = {**self._words, **found}
-        return list(map(lookup.__getitem__, words))
+        self._words.update(islice(found.items(), max(room, 0)))
+        return pieces
 
     def _encode_group(self, tokenizer, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if self.separator is None:

@@ -5,7 +5,8 @@ Stage folders:
   SAMPLES_DIR   (sharebert mask)     {split}_shard_{K}.hdf5, manifest.json
 
 `prepare.json` and `manifest.json` are written last, atomically; their presence means the folder
-is complete. Both carry a format version that readers check. docs/formats.md describes them.
+is complete. Both carry a format version that readers check. docs/prepare.md (Parquet shards,
+prepare.json) and docs/mask.md (HDF5 samples, manifest.json) describe them.
 This module never imports torch; pyarrow and h5py are imported where they are used.
 """
 

@@ -1,11 +1,12 @@
 """`sharebert mask`: prepared Parquet shards -> duplicated, statically masked HDF5 samples + manifest.
 
-One task per (input shard, duplicate): read the shard, build instance spans, shuffle them, assemble
-and mask them block by block, write the HDF5 file under a temporary name, check it, rename it, and
-leave a completion record. Every random choice of a task comes from
-SeedSequence([seed, shard_index, duplicate, split_code]), so the files do not depend on the number of
-workers, and duplicates of one shard get different chunking and masks. manifest.json is written
-last. docs/mask.md describes the files.
+One file per (input shard, duplicate): build instance spans, shuffle them, assemble and mask them
+block by block, write the HDF5 file under a temporary name, check it, rename it, and leave a
+completion record. A task makes the files of several duplicates of one shard, which it reads once.
+Every random choice of a file comes from SeedSequence([seed, shard_index, duplicate, split_code]),
+so the files do not depend on the number of workers or on how files are grouped into tasks, and
+duplicates of one shard get different chunking and masks. manifest.json is written last.
+docs/mask.md describes the files.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from ..tokenization import SpecialIds, read_vocab, replacement_token_ids, specia
 from . import formats
 from .instances import InstanceSpans, ShardTokens, assemble_tokens, build_instance_spans
 from .masking import MaskingSpec, mask_rows, word_continuation_table
-from .parallel import map_ordered
+from .parallel import WorkerPool
 from .validate import SampleCounts, SampleRules, check_sample_file, describe_summary
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,9 @@ BLOCK_ROWS = 8 * formats.HDF5_CHUNK_ROWS  # rows assembled, masked and written a
 MIN_SEQ_LENGTH = 8
 SETTINGS_FILE = "settings.json"
 DONE_DIR = "done"
+TASKS_PER_WORKER = 8  # at least this many tasks per worker, when shards are few (see _group_tasks)
+# Imported once in the workers' fork server (not once per worker).
+WORKER_MODULES = ("sharebert.pipeline.mask", "numpy.random", "h5py", "pyarrow.parquet", "pyarrow.compute")
 
 
 @dataclass(frozen=True)
@@ -150,41 +154,47 @@ def mask(config: MaskConfig) -> formats.Manifest:
     """Write SAMPLES_DIR from PREPARED_DIR (resuming a previous run of the same settings)."""
     started = time.perf_counter()
     info = formats.read_prepare_info(config.prepared_dir)
-    vocab_path = config.prepared_dir / formats.VOCAB_FILE
-    vocab = read_vocab(vocab_path)
-    vocab_info = _vocab_info(vocab_path, vocab, info)
-    state = {
-        "settings": config.settings(),
-        "prepare_sha256": sha256_file(config.prepared_dir / formats.PREPARE_INFO_FILE),
-        "vocab_sha256": vocab_info["sha256"],
-    }
-    _claim_output_dir(config, state)
-    write_bytes_atomic(config.output_dir / formats.VOCAB_FILE, vocab_path.read_bytes())
-
-    job = _make_job(config, vocab)
     tasks = _make_tasks(info, config.dup_factor)
     workers = min(config.workers, max(len(tasks), 1))
-    log.info(
-        "%s: %d shards x %d duplicates -> %d files in %s, %d workers",
-        config.prepared_dir,
-        len(tasks) // config.dup_factor,
-        config.dup_factor,
-        len(tasks),
-        config.output_dir,
-        workers,
-    )
-    results, samples = [], 0
-    with progress_bar(total=len(tasks), unit="file", desc="mask") as bar:
-        for result in map_ordered(_run_task, tasks, workers, initializer=_set_job, initargs=(job,)):
-            results.append(result)
-            samples += result.counts.samples
-            bar.update(1)
-            bar.set_postfix(samples=f"{samples:,}", refresh=False)
+    # The workers' fork server boots (imports numpy, h5py, pyarrow) while this process does its own set-up.
+    with WorkerPool(workers, preload=WORKER_MODULES) as pool:
+        vocab_path = config.prepared_dir / formats.VOCAB_FILE
+        vocab = read_vocab(vocab_path)
+        vocab_info = _vocab_info(vocab_path, vocab, info)
+        pool.initialize(_set_job, _make_job(config, vocab))
+        state = {
+            "settings": config.settings(),
+            "prepare_sha256": sha256_file(config.prepared_dir / formats.PREPARE_INFO_FILE),
+            "vocab_sha256": vocab_info["sha256"],
+        }
+        _claim_output_dir(config, state)
+        write_bytes_atomic(config.output_dir / formats.VOCAB_FILE, vocab_path.read_bytes())
+        log.info(
+            "%s: %d shards x %d duplicates -> %d files in %s, %d workers",
+            config.prepared_dir,
+            len(tasks) // config.dup_factor,
+            config.dup_factor,
+            len(tasks),
+            config.output_dir,
+            workers,
+        )
+        results = _make_files(pool, tasks, config.dup_factor)
 
     manifest = _build_manifest(config, info, vocab_info, results)
     formats.write_manifest(config.output_dir, manifest)
     _log_summary(config, manifest, results, time.perf_counter() - started)
     return manifest
+
+
+def _make_files(pool: WorkerPool, tasks: list[_Task], dup_factor: int) -> list[_Result]:
+    results, samples = [], 0
+    with progress_bar(total=len(tasks), unit="file", desc="mask") as bar:
+        for group in pool.map_ordered(_run_tasks, _group_tasks(tasks, dup_factor, pool.workers)):
+            results.extend(group)
+            samples += sum(r.counts.samples for r in group)
+            bar.update(len(group))
+            bar.set_postfix(samples=f"{samples:,}", refresh=False)
+    return results
 
 
 def _vocab_info(vocab_path: Path, vocab: list[str], info: dict) -> dict:
@@ -240,6 +250,20 @@ def _make_tasks(info: dict, dup_factor: int) -> list[_Task]:
         )
         for s in shards
         for dup in range(dup_factor)
+    ]
+
+
+def _group_tasks(tasks: list[_Task], dup_factor: int, workers: int) -> list[list[_Task]]:
+    """The duplicates of each shard, as consecutive groups: a group reads its shard once. A shard's
+    duplicates make one group, unless there are too few shards to give every worker TASKS_PER_WORKER
+    groups (the last group of a run may run alone on one core: the smaller, the better)."""
+    shards = max(1, len(tasks) // dup_factor)
+    groups_per_shard = 1 if workers <= 1 else min(dup_factor, -(-TASKS_PER_WORKER * workers // shards))
+    size = -(-dup_factor // groups_per_shard)
+    return [
+        tasks[first + start : first + min(start + size, dup_factor)]
+        for first in range(0, len(tasks), dup_factor)
+        for start in range(0, dup_factor, size)
     ]
 
 
@@ -325,15 +349,20 @@ def _reusable(job: _Job, task: _Task) -> _Result | None:
 
 
 # ---------------------------------------------------------------- one task
-def _run_task(task: _Task) -> _Result:
+def _run_tasks(tasks: list[_Task]) -> list[_Result]:
+    """Some duplicates of one shard: the files a previous run finished are kept, the shard is read
+    (once) only if any other is to be made."""
     job = _job
     assert job is not None, "the worker was not initialized"
-    reused = _reusable(job, task)
-    if reused is not None:
-        return reused
+    results = [_reusable(job, task) for task in tasks]
+    if any(r is None for r in results):
+        shard = read_shard_tokens(job.prepared_dir / tasks[0].shard_file, job.vocab_size, job.special)
+        results = [r if r is not None else _make_file(job, task, shard) for r, task in zip(results, tasks)]
+    return results
+
+
+def _make_file(job: _Job, task: _Task, shard: ShardTokens) -> _Result:
     config = job.config
-    shard_path = job.prepared_dir / task.shard_file
-    shard = read_shard_tokens(shard_path, job.vocab_size, job.special)
     rng = np.random.default_rng(
         np.random.SeedSequence([config.seed, task.shard_index, task.duplicate, SPLIT_CODES[task.split]])
     )

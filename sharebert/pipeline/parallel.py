@@ -2,12 +2,13 @@
 
 Work is a list of independent tasks. Which tasks a machine runs is the pure function
 `tasks[rank::world_size]` (no coordinator), so the same code can later be driven by another engine
-(Slurm array jobs, Dask, Ray). On one machine tasks run in a spawn-based process pool; results come
-back in task order, so outputs never depend on the number of workers.
+(Slurm array jobs, Dask, Ray). On one machine tasks run in a process pool; results come back in task
+order, so outputs never depend on the number of workers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 from collections import deque
@@ -17,6 +18,10 @@ from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+# Each worker is one core's worth of work: libraries must not start thread pools of their own.
+_ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+               "RAYON_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+
 
 def select_tasks(tasks: Sequence[T], rank: int = 0, world_size: int = 1) -> list[T]:
     """The tasks that machine `rank` of `world_size` runs."""
@@ -25,109 +30,108 @@ def select_tasks(tasks: Sequence[T], rank: int = 0, world_size: int = 1) -> list
     return list(tasks[rank::world_size])
 
 
-def _limit_threads_in_worker() -> None:
-    # Each worker is one core's worth of work; libraries must not start thread pools of their own.
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS"):
-        os.environ[var] = "1"
-    os.environ["TOKENIZERS_PARALLELISM"] = "false"
-
-
 def _init_worker(initializer: Callable | None, initargs: tuple) -> None:
-    _limit_threads_in_worker()
+    os.environ.update(_ONE_THREAD)
     if initializer is not None:
         initializer(*initargs)
 
 
-def map_ordered(
-    fn: Callable[[T], R],
-    tasks: Iterable[T],
-    workers: int,
-    *,
-    initializer: Callable | None = None,
-    initargs: tuple = (),
-    max_in_flight: int | None = None,
-) -> Iterator[R]:
-    """Yield fn(task) for every task, in task order, using `workers` processes.
+@contextlib.contextmanager
+def _one_thread_environment():
+    """os.environ limited to one thread per library, restored afterwards."""
+    saved = {name: os.environ.get(name) for name in _ONE_THREAD}
+    os.environ.update(_ONE_THREAD)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
-    With workers <= 1 everything runs in this process (no pool), which keeps profiles and
-    tracebacks simple. At most `max_in_flight` tasks (default 2 per worker) are queued at once,
-    so a long task list never floods memory with pending results.
-    """
-    if workers <= 1:
-        if initializer is not None:
-            initializer(*initargs)
-        for task in tasks:
-            yield fn(task)
-        return
-    limit = max_in_flight or 2 * workers
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(initializer, initargs)) as pool:
-        pending: deque[Future] = deque()
-        try:
-            for task in tasks:
-                pending.append(pool.submit(fn, task))
-                if len(pending) >= limit:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
-        except BaseException:
-            for fut in pending:
-                fut.cancel()
-            raise
+
+def _worker_context(preload: Sequence[str]):
+    """A fork server that imports `preload` once, booted now in the background (a fresh interpreter per
+    worker where the platform has none, or when nothing is to be preloaded). A process has one fork
+    server: it keeps the preload list of the first pool that started it."""
+    if not preload or "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    from multiprocessing import forkserver
+
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(preload))
+    # The server inherits the environment it starts with, so the libraries it preloads (numpy's BLAS...)
+    # come up single-threaded, as every worker forked from it must be.
+    with _one_thread_environment():
+        forkserver.ensure_running()  # returns at once; the first worker waits only for the rest of the boot
+    return context
 
 
 class WorkerPool:
     """A process pool kept open across several `map_ordered` calls, so workers start once per run.
 
-    Same guarantees as the `map_ordered` function: results in task order, at most `max_in_flight`
-    tasks queued, everything in this process when workers <= 1. Use it as a context manager.
+    `workers` counts this process too: it runs tasks itself whenever the child processes (workers - 1)
+    have enough queued, so no core idles while children start and one process fewer pays start-up and
+    cold caches. With workers <= 1 everything runs here (no pool), which keeps profiles and tracebacks
+    simple. Results come in task order, whoever ran them. Use it as a context manager; create it first
+    thing, so the children's start overlaps the caller's own set-up.
     """
 
-    def __init__(
-        self,
-        workers: int,
-        *,
-        initializer: Callable | None = None,
-        initargs: tuple = (),
-        preload: Sequence[str] = (),
-    ):
-        """`preload`: modules the workers need. Where the platform has a fork server (Linux, macOS),
-        they are imported once in it and every worker is forked from it, instead of each worker
-        starting a fresh interpreter and importing them again (about 0.25 s of CPU per worker)."""
+    def __init__(self, workers: int, *, preload: Sequence[str] = ()):
+        """`preload`: modules the workers need. Where the platform has a fork server (Linux, macOS), they
+        are imported once in it and every child is forked from it, instead of each child starting
+        a fresh interpreter and importing them again (about 0.25 s of CPU per child)."""
         self.workers = max(1, workers)
+        self._children = self.workers - 1
+        self._context = _worker_context(preload) if self._children else None
+        self._initializer: tuple[Callable, tuple] | None = None
         self._pool: ProcessPoolExecutor | None = None
-        if self.workers > 1:
-            if preload and "forkserver" in multiprocessing.get_all_start_methods():
-                from multiprocessing import forkserver
+        self._mapped = False
 
-                ctx = multiprocessing.get_context("forkserver")
-                ctx.set_forkserver_preload(list(preload))
-                forkserver.ensure_running()  # boots in the background; the first task waits only for the rest
-            else:
-                ctx = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=ctx, initializer=_init_worker, initargs=(initializer, initargs)
-            )
-        elif initializer is not None:
-            initializer(*initargs)
+    def initialize(self, initializer: Callable, *initargs) -> None:
+        """Run `initializer(*initargs)` here now and in every child before its first task.
+        Call it before the first `map_ordered`."""
+        if self._mapped:
+            raise RuntimeError("initialize() must come before the first map_ordered()")
+        initializer(*initargs)
+        self._initializer = (initializer, initargs)
 
     def map_ordered(self, fn: Callable[[T], R], tasks: Iterable[T], max_in_flight: int | None = None) -> Iterator[R]:
-        if self._pool is None:
+        """Yield fn(task) for every task, in task order. At most `max_in_flight` tasks (default 2 per
+        child) wait in the children's queue; when it is full this process runs the next task itself.
+        Finished results wait for their turn, at most twice the queue's length of them."""
+        self._mapped = True
+        if not self._children:
             for task in tasks:
                 yield fn(task)
             return
-        limit = max_in_flight or 2 * self.workers
-        pending: deque[Future] = deque()
+        pool = self._start_children()
+        limit = max_in_flight or 2 * self._children
+        pending: deque[tuple[Future, T]] = deque()
         try:
             for task in tasks:
-                pending.append(self._pool.submit(fn, task))
-                if len(pending) >= limit:
-                    yield pending.popleft().result()
+                if sum(not f.done() for f, _ in pending) < limit:
+                    pending.append((pool.submit(fn, task), task))
+                else:
+                    pending.append((_run_here(fn, task), task))
+                while pending and (pending[0][0].done() or len(pending) > 2 * limit):
+                    yield pending.popleft()[0].result()
             while pending:
-                yield pending.popleft().result()
+                while not pending[0][0].done() and _take_back_one(pending, fn):
+                    pass
+                yield pending.popleft()[0].result()
         finally:
-            for fut in pending:
+            for fut, _ in pending:
                 fut.cancel()
+
+    def _start_children(self) -> ProcessPoolExecutor:
+        if self._pool is None:  # children start when the first task is submitted
+            initializer, initargs = self._initializer or (None, ())
+            self._pool = ProcessPoolExecutor(
+                self._children, mp_context=self._context, initializer=_init_worker, initargs=(initializer, initargs)
+            )
+        return self._pool
 
     def close(self) -> None:
         if self._pool is not None:
@@ -139,3 +143,41 @@ class WorkerPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _take_back_one(pending: deque, fn: Callable) -> bool:
+    """Run here the last queued task no child has started yet, if any (so this process does not idle
+    at the end of a map while a child still has a queue)."""
+    for i in range(len(pending) - 1, -1, -1):
+        future, task = pending[i]
+        if future.cancel():
+            pending[i] = (_run_here(fn, task), task)
+            return True
+    return False
+
+
+def _run_here(fn: Callable, task) -> Future:
+    """Run a task in this process, as one worker among the children (so one thread per library too),
+    and return a Future that holds its result."""
+    with _one_thread_environment():
+        result = fn(task)
+    future: Future = Future()
+    future.set_result(result)
+    return future
+
+
+def map_ordered(
+    fn: Callable[[T], R],
+    tasks: Iterable[T],
+    workers: int,
+    *,
+    initializer: Callable | None = None,
+    initargs: tuple = (),
+    max_in_flight: int | None = None,
+    preload: Sequence[str] = (),
+) -> Iterator[R]:
+    """One `WorkerPool.map_ordered` in a pool of its own: fn(task) for every task, in task order."""
+    with WorkerPool(workers, preload=preload) as pool:
+        if initializer is not None:
+            pool.initialize(initializer, *initargs)
+        yield from pool.map_ordered(fn, tasks, max_in_flight)

@@ -1,6 +1,7 @@
 """`sharebert prepare`: raw Wikipedia dumps, books, text and datasets -> balanced, tokenized Parquet shards.
 
     inputs --(main process: read, batch)--> phase 1 (workers: clean, split, tokenize -> spill files)
+           (a multistream Wikipedia dump: the main process cuts it into parts, workers read them)
            --> phase 2 (main: seeded train/test split, token-balanced placement)
            --> phase 3 (workers: spills -> shards) --> vocab.txt, prepare.json (last)
 
@@ -34,7 +35,7 @@ from .balance import MAX_IMBALANCE, Placement, place_documents
 from . import prepare_output
 from .parallel import WorkerPool
 from .prepare_output import WORK_DIR
-from .records import RawDocument, ReadStats
+from .records import DocumentPart, RawDocument, ReadStats
 from .segment import MAX_SENTENCE_CHARS
 from .shards import (
     ROW_GROUP_ROWS,
@@ -46,6 +47,7 @@ from .shards import (
 )
 from .sources import open_source
 from .sources.common import Source
+from .sources.wiki import PART_BYTES as DUMP_PART_BYTES
 from .spill import (
     SPILL_SUFFIX,
     BatchResult,
@@ -211,7 +213,7 @@ def _begin(config: PrepareConfig) -> tuple[list[Source], Tokenization | None, di
         _check_vocab_case(config.vocab, config.lowercase)
     identity = prepare_output.run_identity(config, sources)
     resume_key = {"input_mtimes": prepare_output.input_mtimes(sources), "batch_chars": BATCH_CHARS,
-                  "batch_documents": BATCH_DOCUMENTS}  # fmt: skip
+                  "batch_documents": BATCH_DOCUMENTS, "dump_part_bytes": DUMP_PART_BYTES}  # fmt: skip
     existing = prepare_output.claim_output_dir(config, identity, resume_key)
     if existing is None:
         prepare_output.start_run(config.output_dir, identity, resume_key)
@@ -315,39 +317,56 @@ def _run_batches(config, sources, stats, work, pool, tokenization, prefix):
     total_bytes = sum(s.size() for s in sources)
     desc = "read+tokenize" if tokenization else "read+split"
     with progress_bar(total=total_bytes or None, unit="B", unit_scale=True, desc=desc) as bar:
+        read_by_workers: dict[int, ReadStats] = {}  # batch index -> the stats its part's reading adds to
+
         def tasks() -> Iterator[BatchTask]:
             done_bytes = 0
-            for index, documents in enumerate(_batches(sources, stats)):
+            for index, (documents, part_stats) in enumerate(_batches(sources, stats)):
                 read = sum(s.bytes_read for s in sources)
                 bar.update(read - done_bytes)
                 done_bytes = read
                 spill = work / f"{prefix}-{index:06d}{SPILL_SUFFIX}"
                 spills.append(spill)
+                if part_stats is not None:
+                    read_by_workers[index] = part_stats
                 yield BatchTask(index, documents, str(spill), tokenization, config.keep_text)
 
         documents = 0
-        # Reading runs ahead of the workers (4 batches each) so they never wait, also while they start.
-        for result in pool.map_ordered(process_batch, tasks(), max_in_flight=4 * pool.workers):
+        for result in pool.map_ordered(process_batch, tasks()):
             results.append(result)
+            if result.index in read_by_workers:
+                read_by_workers.pop(result.index).add(result.read_stats)
             documents += len(result.tokens)
             bar.set_postfix(documents=f"{documents:,}", refresh=False)
         bar.update(max(0, sum(s.bytes_read for s in sources) - bar.n))
     return spills, results
 
 
-def _batches(sources: list[Source], stats: list[ReadStats]) -> Iterator[list[RawDocument]]:
-    """Raw documents of all inputs in order, cut into batches by size (never by worker count)."""
+def _batches(
+    sources: list[Source], stats: list[ReadStats]
+) -> Iterator[tuple[list[RawDocument] | DocumentPart, ReadStats | None]]:
+    """All inputs in order, as batches: raw documents cut by size, or the parts of an input that workers
+    read themselves (with the stats that reading them adds to). Never cut by the number of workers."""
     batch: list[RawDocument] = []
     chars = 0
     for source, source_stats in zip(sources, stats):
+        parts = source.parts()
+        if parts is not None:
+            if batch:
+                yield batch, None
+                batch, chars = [], 0
+            for part in parts:
+                yield part, source_stats
+            source_stats.files_read += 1
+            continue
         for document in source.documents(source_stats):
             batch.append(document)
             chars += len(document.text)
             if chars >= BATCH_CHARS or len(batch) >= BATCH_DOCUMENTS:
-                yield batch
+                yield batch, None
                 batch, chars = [], 0
     if batch:
-        yield batch
+        yield batch, None
 
 
 # ---------------------------------------------------------------- phase 2: placement

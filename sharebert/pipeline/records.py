@@ -7,6 +7,7 @@ reader -> RawDocument (markup or plain text) -> clean + split -> Document (sente
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import Protocol
 
 # How a RawDocument's text is written.
 PLAIN = "plain"  # paragraphs are separated by blank lines, lines inside a paragraph are joined
@@ -50,3 +51,11 @@ class ReadStats:
 
     def as_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class DocumentPart(Protocol):
+    """A piece of an input that a worker reads itself (a run of streams of a multistream dump)."""
+
+    def documents(self, stats: ReadStats) -> list[RawDocument]:
+        """The part's documents, in order, counting what the reader skipped into `stats`."""
+        ...

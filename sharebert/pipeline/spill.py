@@ -1,5 +1,9 @@
 """Phase 1 of `sharebert prepare`, run by the workers: a batch of raw documents -> one spill file.
 
+A batch is either raw documents the main process read, or a part of an input that the worker reads
+itself (a run of streams of a multistream dump); what that reading counted (redirects skipped...) is
+kept in the spill, so a resumed run still knows it.
+
 A worker cleans and splits every document of its batch, tokenizes all their sentences in one call,
 drops empty sentences and documents, and writes the batch as an Arrow "spill" file in the run's hidden
 work folder, together with each document's token count. Phase 2 balances shards from those counts;
@@ -21,13 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import temporary_path
-from .records import Document, RawDocument
+from .records import Document, DocumentPart, RawDocument, ReadStats
 from .segment import segment
 
 SPILL_SUFFIX = ".arrow"  # Arrow IPC files: no Parquet encoding to pay for, read back memory-mapped
 SPILL_COMPRESSION = "lz4"
 _META_EMPTY = b"sharebert.empty_documents"
 _META_ALPHABET = b"sharebert.alphabet"
+_META_READ = b"sharebert.read_stats"  # what the worker counted while reading a DocumentPart
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class Tokenization:
 @dataclass(frozen=True)
 class BatchTask:
     index: int
-    documents: list[RawDocument]
+    documents: list[RawDocument] | DocumentPart  # a part: the worker reads its documents itself
     spill: str  # final path of the spill file
     tokenization: Tokenization | None  # None: write a text spill (vocabulary not trained yet)
     keep_text: bool
@@ -72,6 +77,7 @@ class BatchResult:
     sentences: np.ndarray  # int64 per document
     empty_documents: int  # documents dropped because nothing was left after cleaning
     alphabet: str = ""  # text spills only: every character of the batch's sentences, sorted
+    read_stats: ReadStats | None = None  # what reading the batch's DocumentPart counted
 
 
 # ---------------------------------------------------------------- worker entry points
@@ -79,19 +85,23 @@ def process_batch(task: BatchTask) -> BatchResult:
     path = Path(task.spill)
     if path.exists():
         return read_batch_result(task.index, path)
-    documents = [segment(raw) for raw in task.documents]
+    raw, read_stats = task.documents, None
+    if not isinstance(raw, list):
+        read_stats = ReadStats()
+        raw = raw.documents(read_stats)
+    documents = [segment(r) for r in raw]
     kept = [d for d in documents if d.sentences]
     empty = len(documents) - len(kept)
     if task.tokenization is None:
-        return _write_text_spill(task.index, path, kept, empty)
-    return _write_token_spill(task.index, path, kept, empty, task.tokenization, task.keep_text)
+        return _write_text_spill(task.index, path, kept, empty, read_stats)
+    return _write_token_spill(task.index, path, kept, empty, task.tokenization, task.keep_text, read_stats)
 
 
 def tokenize_spill(task: TokenizeTask) -> BatchResult:
     path = Path(task.spill)
     if not path.exists():
-        documents, empty = read_text_spill(Path(task.text_spill))
-        _write_token_spill(task.index, path, documents, empty, task.tokenization, task.keep_text)
+        documents, empty, read_stats = read_text_spill(Path(task.text_spill))
+        _write_token_spill(task.index, path, documents, empty, task.tokenization, task.keep_text, read_stats)
     Path(task.text_spill).unlink(missing_ok=True)
     return read_batch_result(task.index, path)
 
@@ -114,7 +124,7 @@ def encoder_for(tokenization: Tokenization):
 
 
 # ---------------------------------------------------------------- spill files
-def _write_token_spill(index, path, documents, empty, tokenization, keep_text) -> BatchResult:
+def _write_token_spill(index, path, documents, empty, tokenization, keep_text, read_stats) -> BatchResult:
     import pyarrow as pa
 
     texts = [s for d in documents for s in d.sentences]
@@ -139,11 +149,11 @@ def _write_token_spill(index, path, documents, empty, tokenization, keep_text) -
     if keep_text:
         columns["text"] = nested_list(string_array(texts), counts)
     columns["tokens"] = int_array(doc_tokens, pa.int64())
-    _write_table(path, pa.table(columns), {_META_EMPTY: str(empty).encode()})
-    return BatchResult(index, doc_tokens, counts, empty)
+    _write_table(path, pa.table(columns), _metadata(empty, read_stats))
+    return BatchResult(index, doc_tokens, counts, empty, read_stats=read_stats)
 
 
-def _write_text_spill(index, path, documents: list[Document], empty: int) -> BatchResult:
+def _write_text_spill(index, path, documents: list[Document], empty: int, read_stats) -> BatchResult:
     import pyarrow as pa
 
     texts = [s for d in documents for s in d.sentences]
@@ -156,8 +166,20 @@ def _write_text_spill(index, path, documents: list[Document], empty: int) -> Bat
             "text": nested_list(string_array(texts), counts),
         }
     )
-    _write_table(path, table, {_META_EMPTY: str(empty).encode(), _META_ALPHABET: json.dumps(alphabet).encode()})
-    return BatchResult(index, np.zeros(len(documents), dtype=np.int64), counts, empty, alphabet)
+    metadata = {**_metadata(empty, read_stats), _META_ALPHABET: json.dumps(alphabet).encode()}
+    _write_table(path, table, metadata)
+    return BatchResult(index, np.zeros(len(documents), dtype=np.int64), counts, empty, alphabet, read_stats)
+
+
+def _metadata(empty: int, read_stats: ReadStats | None) -> dict[bytes, bytes]:
+    metadata = {_META_EMPTY: str(empty).encode()}
+    if read_stats is not None:
+        metadata[_META_READ] = json.dumps(read_stats.as_dict()).encode()
+    return metadata
+
+
+def _read_stats(metadata: dict) -> ReadStats | None:
+    return ReadStats(**json.loads(metadata[_META_READ])) if _META_READ in metadata else None
 
 
 # pyarrow's pa.array() and .to_numpy() import pandas (~0.4 s per process); these helpers go through
@@ -229,17 +251,17 @@ def read_batch_result(index: int, path: Path) -> BatchResult:
     if _META_ALPHABET in metadata:
         counts = _list_lengths(table.column("text"))
         alphabet = json.loads(metadata[_META_ALPHABET])
-        return BatchResult(index, np.zeros(len(counts), dtype=np.int64), counts, empty, alphabet)
+        return BatchResult(index, np.zeros(len(counts), dtype=np.int64), counts, empty, alphabet, _read_stats(metadata))
     counts = _list_lengths(table.column("sentences"))
     tokens = numpy_ints(table.column("tokens").combine_chunks()).astype(np.int64)
-    return BatchResult(index, tokens, counts, empty)
+    return BatchResult(index, tokens, counts, empty, read_stats=_read_stats(metadata))
 
 
-def read_text_spill(path: Path) -> tuple[list[Document], int]:
+def read_text_spill(path: Path) -> tuple[list[Document], int, ReadStats | None]:
     table = read_spill(path)
-    empty = int((table.schema.metadata or {}).get(_META_EMPTY, b"0"))
-    rows = table.to_pylist()
-    return [Document(r["id"], r["source"], r["text"]) for r in rows], empty
+    metadata = table.schema.metadata or {}
+    documents = [Document(r["id"], r["source"], r["text"]) for r in table.to_pylist()]
+    return documents, int(metadata.get(_META_EMPTY, b"0")), _read_stats(metadata)
 
 
 def iter_spill_sentences(paths: list[Path]):

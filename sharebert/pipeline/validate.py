@@ -379,7 +379,8 @@ def check_folder(config: ValidateConfig) -> ValidationReport:
     else:
         plan = _plan_without_manifest(config)
     tasks = [(folder / name, plan.rules, name) for name in plan.names]
-    checks = list(map_ordered(_check_task, tasks, min(config.workers, max(len(tasks), 1))))
+    workers = min(config.workers, max(len(tasks), 1))
+    checks = list(map_ordered(_check_task, tasks, workers, preload=("sharebert.pipeline.validate", "h5py")))
     problems = plan.problems
     counts = SampleCounts()
     for check in checks:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ...errors import file_error
-from ..records import RawDocument, ReadStats
+from ..records import DocumentPart, RawDocument, ReadStats
 
 REPLACEMENT_CHAR = "\ufffd"
 _ENCODED_REPLACEMENT_CHAR = REPLACEMENT_CHAR.encode("utf-8")
@@ -44,6 +44,11 @@ class Source:
 
     def documents(self, stats: ReadStats) -> Iterator[RawDocument]:
         raise NotImplementedError
+
+    def parts(self) -> Iterator[DocumentPart] | None:
+        """This input as parts that workers read themselves, in order (their documents are those of
+        `documents`); None when it is read here, document by document."""
+        return None
 
 
 def check_readable_file(path: str | os.PathLike) -> Path:

@@ -1,8 +1,14 @@
 """MediaWiki XML dumps (`.xml`, `.xml.bz2` including the multistream variant, `.xml.gz`), read as a stream.
 
 Only main-namespace articles are kept; redirects are skipped. The page text stays wiki markup here:
-workers turn it into prose (see `pipeline.wikimarkup`), so this reader, which runs in the main
-process, does nothing but decompress and parse XML.
+workers turn it into prose (see `pipeline.wikimarkup`).
+
+A plain, gzip or single-stream bz2 dump is decompressed and parsed in the main process. A multistream
+bz2 dump (pages-articles-multistream.xml.bz2: the header in the first bz2 stream, then streams of 100
+pages) is cut into parts of whole streams instead, and each worker decompresses and parses its own
+parts: the main process only finds where streams start (`stream_starts`), so decompression, the
+slowest step of reading, runs on every core. Parts are cut by compressed size, never by the number of
+workers, and give the same documents, in the same order, as reading the dump in one go.
 """
 
 from __future__ import annotations
@@ -10,7 +16,9 @@ from __future__ import annotations
 import bz2
 import contextlib
 import gzip
+import io
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
 from xml.parsers import expat
@@ -23,6 +31,15 @@ READ_CHUNK = 1 << 20
 PROBE_BYTES = 1 << 16
 MAIN_NAMESPACE = "0"
 _REDIRECT_TEXT = re.compile(r"\s*#redirect", re.IGNORECASE)
+PART_BYTES = 1 << 18  # a part of a multistream dump: whole streams of about this many compressed bytes
+MULTISTREAM_PROBE = 1 << 24  # a bz2 dump without a second stream in its first 16 MiB is read as one stream
+SCAN_CHUNK = 1 << 22
+# A bz2 stream starts byte-aligned with "BZh", the level and the 48-bit magic of its first block; the
+# stream before it ends with a 48-bit end-of-stream magic, a 32-bit CRC and 0-7 zero bits of padding.
+_STREAM_START = re.compile(rb"BZh[1-9]\x31\x41\x59\x26\x53\x59")
+_END_OF_STREAM = 0x177245385090
+_PAGE_START, _PAGE_END = b"<page>", b"</page>"  # never inside text: "<" is escaped there
+_TRUNCATED = "truncated or corrupt compressed file (its data ends before the end-of-stream marker)"
 
 
 class WikiDumpSource(Source):
@@ -46,17 +63,36 @@ class WikiDumpSource(Source):
             raise file_error(self._file, f"not a MediaWiki XML dump (root element <{root}>, expected <mediawiki>)")
 
     def documents(self, stats: ReadStats) -> Iterator[RawDocument]:
-        for page in self.pages():
-            if page.namespace != MAIN_NAMESPACE:
-                stats.other_namespaces_skipped += 1
-            elif page.redirect or _REDIRECT_TEXT.match(page.text):
-                stats.redirects_skipped += 1
-            elif not page.text.strip():
-                stats.empty_documents_skipped += 1
-            else:
-                stats.documents_read += 1
-                yield RawDocument(f"{self.source_name}:{page.id}", self.source_name, page.text, WIKITEXT)
+        yield from _articles(self.pages(), self.source_name, stats)
         stats.files_read += 1
+
+    def parts(self) -> Iterator["DumpPart"] | None:
+        """A multistream bz2 dump as parts that workers read themselves, in order; None for other dumps."""
+        with open(self._file, "rb") as raw:
+            if raw.read(3) != b"BZh" or next(stream_starts(raw, limit=MULTISTREAM_PROBE), None) is None:
+                return None
+        return self._parts(self._header_namespaces())
+
+    def _parts(self, namespaces: dict[str, str]) -> Iterator["DumpPart"]:
+        size, start = self.size(), 0
+        with open(self._file, "rb") as raw:
+            for offset in stream_starts(raw):
+                if offset - start >= PART_BYTES:
+                    self.bytes_read = offset
+                    yield DumpPart(str(self._file), start, offset, self.source_name, namespaces)
+                    start = offset
+        self.bytes_read = size
+        yield DumpPart(str(self._file), start, size, self.source_name, namespaces)
+
+    def _header_namespaces(self) -> dict[str, str]:
+        """The title prefixes of <siteinfo>'s namespaces (parts need them for dumps without <ns>)."""
+        head = b""
+        with _open_dump(self._file) as (stream, _raw):
+            while _PAGE_START not in head and (chunk := _read_or_fail(self._file, stream, PROBE_BYTES)):
+                head += chunk
+        parser, handler = _make_parser()
+        _parse_or_fail(self._file, parser, head.partition(_PAGE_START)[0], final=False)
+        return handler.namespace_prefixes
 
     def pages(self) -> Iterator["Page"]:
         """Every page of the dump, in file order."""
@@ -71,6 +107,113 @@ class WikiDumpSource(Source):
                     handler.done.clear()
                 if not chunk:
                     break
+
+
+@dataclass(frozen=True)
+class DumpPart:
+    """Whole bz2 streams [start, end) of a multistream dump, decompressed and parsed by a worker.
+
+    The part holds the pages whose <page> tag starts in it. In the dumps Wikimedia writes, streams end
+    between pages; in a dump cut into streams by size (pbzip2), the last page of a part may end in
+    the streams after it, which are then decompressed as far as needed.
+    """
+
+    path: str
+    start: int
+    end: int
+    source_name: str
+    namespaces: dict[str, str]  # title prefix -> namespace key, for dumps without <ns>
+
+    def documents(self, stats: ReadStats) -> list[RawDocument]:
+        path = Path(self.path)
+        parser, handler = _make_parser()
+        handler.namespace_prefixes = dict(self.namespaces)
+        for piece, final in ((b"<mediawiki>", False), (self._pages_xml(path), False), (b"</mediawiki>", True)):
+            _parse_or_fail(path, parser, piece, final)
+        return list(_articles(handler.done, self.source_name, stats))
+
+    def _pages_xml(self, path: Path) -> bytes:
+        """The XML from the first <page> that starts in this part to the end of the last one."""
+        tag = len(_PAGE_START)
+        with open(path, "rb") as raw:
+            raw.seek(self.start)
+            data = b"".join(_decompressed(path, io.BytesIO(raw.read(self.end - self.start))))
+            own = len(data)
+            after = _decompressed(path, raw)  # the streams after the part, read only where a page goes on there
+            if b"<" in data[1 - tag :]:  # a <page> tag may start in the part and end after it
+                while len(data) < own + tag - 1 and (more := next(after, b"")):
+                    data += more
+            first = data.find(_PAGE_START, 0, own + tag - 1)
+            if first < 0:
+                return b""
+            last = data.rfind(_PAGE_START, 0, own + tag - 1)
+            searched = last
+            while (end := data.find(_PAGE_END, searched)) < 0:
+                searched = max(last, len(data) - len(_PAGE_END))
+                more = next(after, b"")
+                if not more:
+                    raise file_error(path, "truncated XML (the dump ends inside a <page>)")
+                data += more
+            return data[first : end + len(_PAGE_END)]
+
+
+def _decompressed(path: Path, raw: BinaryIO) -> Iterator[bytes]:
+    """The content of the bz2 streams from `raw`'s position to its end, a piece at a time. Unlike
+    bz2.BZ2File, which takes a damaged stream after the first for trailing garbage and stops there
+    silently, any damaged or truncated stream is an error."""
+    decompressor, data, in_stream = bz2.BZ2Decompressor(), b"", False
+    while True:
+        if not data and not (data := raw.read(READ_CHUNK)):
+            if in_stream:
+                raise file_error(path, _TRUNCATED)
+            return
+        try:
+            out = decompressor.decompress(data)
+        except OSError as e:
+            raise file_error(path, f"corrupt compressed data ({e})") from None
+        data, in_stream = b"", True
+        if decompressor.eof:
+            data, decompressor, in_stream = decompressor.unused_data, bz2.BZ2Decompressor(), False
+        if out:
+            yield out
+
+
+def _articles(pages, source_name: str, stats: ReadStats) -> Iterator[RawDocument]:
+    """The main-namespace articles among `pages`, counting what is skipped."""
+    for page in pages:
+        if page.namespace != MAIN_NAMESPACE:
+            stats.other_namespaces_skipped += 1
+        elif page.redirect or _REDIRECT_TEXT.match(page.text):
+            stats.redirects_skipped += 1
+        elif not page.text.strip():
+            stats.empty_documents_skipped += 1
+        else:
+            stats.documents_read += 1
+            yield RawDocument(f"{source_name}:{page.id}", source_name, page.text, WIKITEXT)
+
+
+def stream_starts(raw: BinaryIO, limit: int | None = None) -> Iterator[int]:
+    """Offsets of the bz2 streams after the first one of a file, in order (those starting within `limit`
+    bytes). A candidate counts only right after the end-of-stream magic of the stream before it: that
+    compressed data holds both by accident has a chance of about 2**-120 per byte."""
+    raw.seek(0)
+    tail, base = b"", 0  # the last bytes of the previous chunk; the file offset of data[0]
+    while (limit is None or base < limit) and (chunk := raw.read(SCAN_CHUNK)):
+        data = tail + chunk
+        for match in _STREAM_START.finditer(data, max(0, len(tail) - 9)):
+            at = match.start()
+            if at >= 11 and _ends_a_stream(data[at - 11 : at]):
+                yield base + at
+        tail = data[-20:]
+        base += len(data) - len(tail)
+
+
+def _ends_a_stream(before: bytes) -> bool:
+    """Whether these 11 bytes end with an end-of-stream magic, a CRC and 0-7 zero bits of padding."""
+    bits = int.from_bytes(before, "big")
+    return any(
+        (bits >> (32 + pad)) & 0xFFFF_FFFF_FFFF == _END_OF_STREAM and not bits & ((1 << pad) - 1) for pad in range(8)
+    )
 
 
 class Page:
@@ -185,7 +328,7 @@ def _read_or_fail(path: Path, stream: BinaryIO, n: int) -> bytes:
     try:
         return stream.read(n)
     except EOFError:
-        raise file_error(path, "truncated or corrupt compressed file (its data ends before the end-of-stream marker)") from None
+        raise file_error(path, _TRUNCATED) from None
     except OSError as e:  # bz2 / gzip report corrupt data as OSError
         raise file_error(path, f"corrupt compressed data ({e})") from None
 
@@ -219,4 +362,4 @@ class _StopProbe(Exception):
     pass
 
 
-__all__ = ["WikiDumpSource", "Page"]
+__all__ = ["WikiDumpSource", "DumpPart", "Page", "stream_starts"]
