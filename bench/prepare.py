@@ -28,9 +28,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import bz2
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -42,6 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
+
+from replica import DumpPages, write_replica  # noqa: E402  (bench/ is on sys.path as the script's folder)
 
 MB = 1e6
 TARGET_MB_PER_WORKER = 4.0
@@ -66,57 +66,6 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 # ---------------------------------------------------------------- the bigger dump
-_PAGE = re.compile(rb"<page>.*?</page>\s*", re.S)
-_TITLE = re.compile(rb"<title>(.*?)</title>")
-_PAGE_ID = re.compile(rb"(</ns>\s*<id>)(\d+)(</id>)")
-
-
-def build_dump(source: Path, target: Path, target_mb: float, pages_per_stream: int | None) -> tuple[int, int]:
-    """Write `target` (bz2) with the pages of `source` repeated; returns (XML bytes, copies).
-
-    pages_per_stream None: one bz2 stream; N: the multistream layout (header, N pages per stream, tail)."""
-    xml = bz2.BZ2File(source).read()
-    pages = _PAGE.findall(xml)
-    if not pages:
-        raise SystemExit(f"{source}: no <page> elements")
-    head = xml[: xml.index(b"<page>")]
-    tail = xml[xml.rindex(b"</page>") + len(b"</page>") :].lstrip()
-    id_step = 10 ** len(str(max(int(m.group(2)) for p in pages if (m := _PAGE_ID.search(p)))))
-    copies = max(1, -(-int(target_mb * MB) // sum(map(len, pages))))
-
-    def repeated_pages():
-        for copy in range(copies):
-            for page in pages:
-                if copy:
-                    page = _TITLE.sub(lambda m: b"<title>" + m.group(1) + b" (copy %d)</title>" % copy, page, count=1)
-                    page = _PAGE_ID.sub(lambda m: m.group(1) + b"%d" % (int(m.group(2)) + copy * id_step) + m.group(3),
-                                        page, count=1)  # fmt: skip
-                yield page
-
-    size = len(head) + len(tail)
-    if pages_per_stream is None:
-        with bz2.BZ2File(target, "wb", compresslevel=9) as out:
-            out.write(head)
-            for page in repeated_pages():
-                out.write(page)
-                size += len(page)
-            out.write(tail)
-        return size, copies
-    with open(target, "wb") as out:
-        out.write(bz2.compress(head, 9))
-        group: list[bytes] = []
-        for page in repeated_pages():
-            group.append(page)
-            size += len(page)
-            if len(group) == pages_per_stream:
-                out.write(bz2.compress(b"".join(group), 9))
-                group = []
-        if group:
-            out.write(bz2.compress(b"".join(group), 9))
-        out.write(bz2.compress(tail, 9))
-    return size, copies
-
-
 # ---------------------------------------------------------------- one timed run (child process)
 def child(config_json: str) -> None:
     from sharebert.pipeline.prepare import InputSpec, PrepareConfig, prepare
@@ -232,7 +181,8 @@ def main(argv=None) -> None:
         dump = work / "enwiki-repeated.xml.bz2"
         started = time.perf_counter()
         per_stream = None if args.single_stream else args.pages_per_stream
-        xml_bytes, copies = build_dump(args.dump, dump, args.target_mb, per_stream)
+        copies = max(1, -(-int(args.target_mb * MB) // DumpPages(args.dump).page_bytes))
+        xml_bytes = write_replica(args.dump, dump, copies, "multistream" if per_stream else "bz2", per_stream or 0)
         layout = f"multistream, {per_stream} pages per bz2 stream" if per_stream else "one bz2 stream"
         print(f"dump: {copies} copies of {args.dump.name}: {xml_bytes / MB:.1f} MB of XML, "
               f"{dump.stat().st_size / MB:.1f} MB bz2, {layout} (built in {time.perf_counter() - started:.1f} s)")

@@ -28,3 +28,14 @@ def bert_vocab() -> Path:
     if not BERT_VOCAB.exists():
         pytest.skip(f"{BERT_VOCAB} is absent")
     return BERT_VOCAB
+
+
+@pytest.fixture
+def torch_one_thread():
+    """One torch thread: tiny models train fastest so, and the suite shares two cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

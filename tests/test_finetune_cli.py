@@ -6,7 +6,6 @@ import types
 
 import numpy as np
 import pytest
-import torch
 
 from finetune_fixtures import GOOD, NEUTRAL, VOCAB_SIZE, sentiment_examples, write_ax, write_task, write_vocab
 from sharebert.cli import main
@@ -21,12 +20,7 @@ PAIRS = {"mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
 TEST_ROWS = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _examples(rng, task, n):

@@ -15,13 +15,7 @@ from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM, load_
 LR = 3e-3  # a randomly initialized tiny model needs a larger step than a pretrained one (5e-5)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """A tiny model trains fastest on one thread, and the suite shares two cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _unlabelled(examples):

@@ -12,12 +12,7 @@ from sharebert.trainer import engine as eng
 from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the suite shares 2 cores; more threads only contend
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def tiny_model(seed=0):

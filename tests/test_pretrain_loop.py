@@ -22,12 +22,7 @@ from samples_fixture import write_samples
 TINY = "--preset tiny --train_batch_size 16 --train_micro_batch_size_per_gpu 8 --checkpoint_steps 1000"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the suite shares 2 cores; more threads only contend
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,19 +10,13 @@ import math
 import shlex
 
 import pytest
-import torch
 
 from sharebert.cli import main
 from conftest import BERT_VOCAB, ENWIKI_SAMPLE
 from samples_fixture import write_samples
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def real_text_samples(tmp_path):
