@@ -9,11 +9,12 @@ What it does (everything under --work-dir, default a temporary folder):
      1 worker. Prints MB of text per second for each and for the chain.
   4. `mask` alone on the prepared replica with 1 and with 2 workers: samples/s, tokens/s (real tokens
      written, [CLS]/[SEP] included), samples/s per worker, the 2-worker speed-up, peak RSS.
-Each timed run is a fresh child process, so its peak RSS (the largest of the process and of its
-workers) is its own (a worker's figure may be its parent's size when it was started, if larger). Timings include start-up (process pool, imports), as a user would see them.
+Each timed run is a fresh child process; its peak RSS is the summed resident memory of its process tree
+(the stage, the fork server, the workers), sampled beside it. Timings include start-up (process pool,
+imports), as a user would see them. Mask runs are repeated (--repeat, interleaved) and the median shown.
 
 Issue targets, printed next to the measurements: mask >= 25,000 samples/s per worker; 2 workers
->= 1.8x one; the chain >= 8x the reference chain per core (the lead measures the reference chain).
+>= 1.8x one; the chain >= 8x the reference chain per core (its samples/s as quoted in issue 3).
 
 Examples:
   python bench/mask.py                       # >= 30 MB of text, dup-factor 5
@@ -26,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -36,7 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-from replica import write_replica  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from process_tree import run_sampled  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from replica import write_replica  # noqa: E402
 
 MB = 1e6
 # The reference chain (BERT's instance creation with its slow tokenizer, once per duplicate), as measured on
@@ -52,27 +53,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dup-factor", type=int, default=5)
     p.add_argument("--train-shards", type=int, default=16, help="train shards of the replica (prepare)")
     p.add_argument("--work-dir", type=Path, help="keep the files here (default: a temporary folder)")
+    p.add_argument("--repeat", type=int, default=3, help="mask runs per worker count, interleaved; the median is reported")
     p.add_argument("--json", type=Path, help="also write the measurements here")
     p.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
 # ---------------------------------------------------------------- timed child processes
-def run_child(args: list[str]) -> dict:
-    """Run `python bench/mask.py --child ARGS` and return its JSON report."""
-    done = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--child", *args], capture_output=True, text=True
-    )
-    if done.returncode != 0:
-        sys.stderr.write(done.stderr)
-        raise SystemExit(f"bench child {' '.join(args)} failed with status {done.returncode}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def run_child(args: list[str], sample: bool = False) -> dict:
+    """Run `python bench/mask.py --child ARGS`: its JSON report; with `sample`, also the peak RSS of its
+    process tree (the sampler takes CPU, so such a run is not one of the timed ones)."""
+    out, peak_rss, _ = run_sampled([sys.executable, str(Path(__file__).resolve()), "--child", *args], sample)
+    report = json.loads(out.strip().splitlines()[-1])
+    report["peak_rss_mb"] = None if peak_rss is None else peak_rss / MB
+    return report
 
 
 def child_main(argv: list[str]) -> None:
-    """Run one stage through the CLI in this fresh process; print seconds and peak RSS as JSON."""
-    import resource
-
+    """Run one stage through the CLI in this fresh process; print its seconds as JSON."""
     from sharebert.cli import main
 
     started = time.perf_counter()
@@ -80,24 +78,9 @@ def child_main(argv: list[str]) -> None:
     seconds = time.perf_counter() - started
     if status:
         raise SystemExit(status)
-    children_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # the largest worker
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": max(own_peak_kb(), children_kb) / 1024}))
+    print(json.dumps({"seconds": seconds}))
 
 
-def own_peak_kb() -> int:
-    """This process's peak RSS. VmHWM, not ru_maxrss: after (v)fork + exec, Linux's ru_maxrss also
-    counts the parent's memory at the fork, which would charge the bench's own memory to the child."""
-    import resource
-
-    try:
-        with open("/proc/self/status") as f:
-            line = next(line for line in f if line.startswith("VmHWM:"))
-        return int(line.split()[1])
-    except (OSError, StopIteration, ValueError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-
-
-# ---------------------------------------------------------------- the corpus
 def prepare_args(dump: Path, vocab: Path, out: Path, workers: int, train_shards: int, keep_text: bool) -> list[str]:
     args = [
         "prepare",
@@ -164,25 +147,22 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     results = {"text_mb": text_mb, "copies": copies, "tokens": tokens_in, "prepare": prep, "mask": {}}
     print(
         f"prepare, 1 worker: {prep['seconds']:.1f} s, {text_mb / prep['seconds']:.2f} MB/s, "
-        f"{tokens_in / prep['seconds']:,.0f} tokens/s, peak RSS {prep['peak_rss_mb']:.0f} MB"
+        f"{tokens_in / prep['seconds']:,.0f} tokens/s"
     )
 
-    for workers in (1, 2):
-        samples_dir = work / f"samples-{workers}"
-        run = run_child(
-            [
-                "mask",
-                str(prepared),
-                "-o",
-                str(samples_dir),
-                "--dup-factor",
-                str(args.dup_factor),
-                "--workers",
-                str(workers),
-                "--overwrite",
-            ]
-        )
-        samples, tokens = manifest_totals(samples_dir)
+    def mask_args(workers: int) -> list[str]:
+        return ["mask", str(prepared), "-o", str(work / f"samples-{workers}"), "--dup-factor", str(args.dup_factor),
+                "--workers", str(workers), "--overwrite"]  # fmt: skip
+
+    timings = {1: [], 2: []}
+    for _ in range(args.repeat):  # interleaved, so a drift of the machine touches both worker counts alike
+        for workers in timings:
+            timings[workers].append(run_child(mask_args(workers)))
+    for workers, runs in timings.items():
+        run = dict(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])  # the median run
+        run["all_seconds"] = [round(r["seconds"], 2) for r in runs]
+        run["peak_rss_mb"] = run_child(mask_args(workers), sample=True)["peak_rss_mb"]  # one more run, sampled
+        samples, tokens = manifest_totals(work / f"samples-{workers}")
         run.update(
             samples=samples,
             real_tokens=tokens,
@@ -192,11 +172,13 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         )
         results["mask"][workers] = run
         print(
-            f"mask, {workers} worker(s), dup-factor {args.dup_factor}: {run['seconds']:.1f} s, "
+            f"mask, {workers} worker(s), dup-factor {args.dup_factor}: {run['seconds']:.2f} s "
+            f"(median of {args.repeat}: {run['all_seconds']}), "
             f"{samples:,} samples, {run['samples_per_s']:,.0f} samples/s "
             f"({run['samples_per_s_per_worker']:,.0f} per worker; target >= 25,000), "
             f"{run['tokens_per_s']:,.0f} tokens/s, {text_mb / run['seconds']:.2f} MB of text/s, "
-            f"peak RSS {run['peak_rss_mb']:.0f} MB"
+            "peak RSS (process tree, one more run) "
+            + ("n/a (no psutil)" if run["peak_rss_mb"] is None else f"{run['peak_rss_mb']:.0f} MB")
         )
     speedup = results["mask"][1]["seconds"] / results["mask"][2]["seconds"]
     same = all(

@@ -9,7 +9,9 @@ What it does (everything under --work-dir, default a temporary folder):
      decompress alone.
   2. For each worker count (--workers, default 1,2), runs `prepare` on it with the BERT uncased vocab in a
      fresh child process (extraction, segmentation, tokenization, balancing and shard writing: the whole
-     stage) while sampling the resident memory of the child and its workers every 50 ms.
+     stage), --repeat times interleaved (the median is reported), then once more while sampling the
+     resident memory and CPU time of the child and its workers (the sampler costs CPU, so that run is
+     not timed).
   3. Prints, per worker count: seconds, MB/s of dump XML (uncompressed) in total and per worker,
      tokens/s, documents, peak RSS of the process tree; then the speed-up of the largest worker count
      over 1, and whether the runs wrote identical shards.
@@ -30,10 +32,8 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -41,12 +41,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-from replica import DumpPages, write_replica  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from process_tree import run_sampled  # noqa: E402  (bench/ is on sys.path as the script's folder)
+from replica import DumpPages, write_replica  # noqa: E402
 
 MB = 1e6
 TARGET_MB_PER_WORKER = 4.0
 TARGET_SPEEDUP_2 = 1.8
-TREE_SECONDS = 0.5  # how often the memory sampler lists the process tree (see _TreeSampler)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -60,6 +60,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--train-shards", type=int, default=16)
     p.add_argument("--test-shards", type=int, default=2)
     p.add_argument("--work-dir", type=Path, help="keep the files here (default: a temporary folder)")
+    p.add_argument("--repeat", type=int, default=3, help="runs per worker count, interleaved; the median is reported")
     p.add_argument("--json", type=Path, help="also write the measurements here")
     p.add_argument("--child", help=argparse.SUPPRESS)  # JSON config of one timed run
     return p.parse_args(argv)
@@ -97,70 +98,25 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def timed_run(config: dict) -> dict:
-    process = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "--child", json.dumps(config)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    sampler = _TreeSampler(process)
-    out, err = process.communicate()
-    sampler.stop()
-    if process.returncode != 0:
-        raise SystemExit(f"prepare failed (exit {process.returncode}):\n{err}")
+def _figure(value, spec: str) -> str:
+    return "n/a (no psutil)" if value is None else format(value, spec)
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run of median time, with every run's time beside it."""
+    chosen = dict(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])
+    chosen["all_seconds"] = [round(r["seconds"], 2) for r in runs]
+    return chosen
+
+
+def timed_run(config: dict, sample: bool = False) -> dict:
+    """One prepare run in a fresh process; with `sample`, also its tree's peak RSS and CPU (not timed then)."""
+    out, peak_rss, tree_cpu = run_sampled([sys.executable, str(Path(__file__).resolve()), "--child",
+                                           json.dumps(config)], sample)  # fmt: skip
     report = json.loads(out.strip().splitlines()[-1])
-    report["peak_rss_mb"] = sampler.peak_rss / MB
-    if sampler.tree_cpu is not None:
-        report["cpu_seconds_tree"] = sampler.tree_cpu
+    if peak_rss is not None:
+        report.update(peak_rss_mb=peak_rss / MB, cpu_seconds_tree=tree_cpu)
     return report
-
-
-class _TreeSampler:
-    """Samples, every 50 ms, the summed RSS of a process and all its descendants (pool workers, a fork
-    server) and the CPU time of each; without psutil, only the child's own report is available.
-
-    It runs beside the measured run, on the same cores, so it must stay cheap: listing the process tree
-    scans all of /proc (doing it every 50 ms took ~5% of a core, which slowed a 2-worker run on two cores
-    by ~3%), so the tree is listed every TREE_SECONDS and only its known members are sampled between."""
-
-    def __init__(self, process: subprocess.Popen):
-        self.process = process
-        self.peak_rss = 0
-        self.cpu: dict[int, float] = {}
-        self.tree_cpu: float | None = None
-        try:
-            import psutil
-        except ImportError:
-            self._thread = None
-            return
-        self._thread = threading.Thread(target=self._run, args=(psutil,), daemon=True)
-        self._thread.start()
-
-    def _run(self, psutil) -> None:
-        root = psutil.Process(self.process.pid)
-        tree, listed = [root], 0.0
-        while self.process.poll() is None:
-            if time.monotonic() - listed >= TREE_SECONDS:
-                try:
-                    tree, listed = [root, *root.children(recursive=True)], time.monotonic()
-                except psutil.Error:
-                    break
-            total = 0
-            for p in tree:
-                try:
-                    total += p.memory_info().rss
-                    times = p.cpu_times()
-                    self.cpu[p.pid] = times.user + times.system
-                except psutil.Error:
-                    pass
-            self.peak_rss = max(self.peak_rss, total)
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self._thread is not None:
-            self._thread.join()
-            self.tree_cpu = sum(self.cpu.values())
 
 
 # ---------------------------------------------------------------- main
@@ -186,12 +142,17 @@ def main(argv=None) -> None:
         layout = f"multistream, {per_stream} pages per bz2 stream" if per_stream else "one bz2 stream"
         print(f"dump: {copies} copies of {args.dump.name}: {xml_bytes / MB:.1f} MB of XML, "
               f"{dump.stat().st_size / MB:.1f} MB bz2, {layout} (built in {time.perf_counter() - started:.1f} s)")
-        runs = {}
+        runs, timings = {}, {w: [] for w in workers}
+        for _ in range(args.repeat):  # interleaved, so a drift of the machine touches every worker count alike
+            for w in workers:
+                config = {"output": str(work / f"prepared-{w}"), "dump": str(dump), "vocab": str(args.vocab),
+                          "train_shards": args.train_shards, "test_shards": args.test_shards, "workers": w}  # fmt: skip
+                shutil.rmtree(config["output"], ignore_errors=True)
+                timings[w].append(timed_run(config))
         for w in workers:
-            config = {"output": str(work / f"prepared-{w}"), "dump": str(dump), "vocab": str(args.vocab),
-                      "train_shards": args.train_shards, "test_shards": args.test_shards, "workers": w}  # fmt: skip
-            shutil.rmtree(config["output"], ignore_errors=True)
-            run = timed_run(config)
+            shutil.rmtree(work / f"prepared-{w}", ignore_errors=True)
+            memory = timed_run({**config, "output": str(work / f"prepared-{w}"), "workers": w}, sample=True)
+            run = {**median_run(timings[w]), **{k: memory.get(k) for k in ("peak_rss_mb", "cpu_seconds_tree")}}
             tokens = run["totals"]["train"]["tokens"] + run["totals"]["test"]["tokens"]
             documents = run["totals"]["train"]["documents"] + run["totals"]["test"]["documents"]
             mbps = xml_bytes / MB / run["seconds"]
@@ -200,10 +161,11 @@ def main(argv=None) -> None:
             runs[w] = run
             verdict = "ok" if mbps / w >= TARGET_MB_PER_WORKER else "BELOW TARGET"
             print(
-                f"workers {w}: {run['seconds']:.2f} s, {mbps:.2f} MB/s of XML ({mbps / w:.2f} per worker, target "
+                f"workers {w}: {run['seconds']:.2f} s (median of {args.repeat}: {run['all_seconds']}), "
+                f"{mbps:.2f} MB/s of XML ({mbps / w:.2f} per worker, target "
                 f">= {TARGET_MB_PER_WORKER}: {verdict}), {tokens / run['seconds']:,.0f} tokens/s, "
-                f"{documents:,} documents, CPU {run.get('cpu_seconds_tree', run['cpu_seconds']):.2f} s, "
-                f"peak RSS (process tree) {run['peak_rss_mb']:.0f} MB"
+                f"{documents:,} documents; one more run, sampled: CPU {_figure(run['cpu_seconds_tree'], '.2f')} s, "
+                f"peak RSS (process tree) {_figure(run['peak_rss_mb'], '.0f')} MB"
             )
         summary = {"xml_mb": xml_bytes / MB, "copies": copies, "layout": layout, "runs": list(runs.values())}
         if 1 in runs and len(runs) > 1:

@@ -14,7 +14,7 @@ def test_bench_measures_mask_and_the_chain(tmp_path, enwiki_sample, bert_vocab):
     report = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, str(BENCH), "--dump", str(enwiki_sample), "--vocab", str(bert_vocab), "--target-mb", "0.5",
-         "--dup-factor", "2", "--train-shards", "2", "--work-dir", str(tmp_path / "work"), "--json", str(report)],
+         "--dup-factor", "2", "--repeat", "1", "--train-shards", "2", "--work-dir", str(tmp_path / "work"), "--json", str(report)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr

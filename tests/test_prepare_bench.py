@@ -20,7 +20,7 @@ def test_bench_builds_a_bigger_dump_and_reports(tmp_path):
     report = tmp_path / "report.json"
     done = subprocess.run(
         [sys.executable, str(BENCH), "--dump", str(dump), "--vocab", str(vocab), "--target-mb", "0.1",
-         "--workers", "1,2", "--train-shards", "2", "--test-shards", "1", "--work-dir", str(tmp_path / "work"),
+         "--workers", "1,2", "--repeat", "1", "--train-shards", "2", "--test-shards", "1", "--work-dir", str(tmp_path / "work"),
          "--json", str(report)],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip

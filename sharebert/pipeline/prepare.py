@@ -332,7 +332,8 @@ def _run_batches(config, sources, stats, work, pool, tokenization, prefix):
                 yield BatchTask(index, documents, str(spill), tokenization, config.keep_text)
 
         documents = 0
-        for result in pool.map_ordered(process_batch, tasks()):
+        # Reading runs ahead of the workers (4 batches each) so they never wait, also while they start.
+        for result in pool.map_ordered(process_batch, tasks(), max_in_flight=4 * pool.workers):
             results.append(result)
             if result.index in read_by_workers:
                 read_by_workers.pop(result.index).add(result.read_stats)
