@@ -51,6 +51,20 @@ class Source:
         return None
 
 
+class FileSource(Source):
+    """A source that is one file on disk."""
+
+    def __init__(self, path: str, label: str):
+        super().__init__(path, label)
+        self._file = Path(path)
+
+    def check(self) -> None:
+        check_readable_file(self._file)
+
+    def size(self) -> int:
+        return self._file.stat().st_size
+
+
 def check_readable_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():

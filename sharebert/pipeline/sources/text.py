@@ -7,28 +7,17 @@ split, so either layout works. Read as a stream: memory holds one document at a 
 from __future__ import annotations
 
 import codecs
-from pathlib import Path
 from typing import Iterator
 
 from ...errors import file_error
 from ..records import LINES, RawDocument, ReadStats
-from .common import REPLACEMENT_CHAR, Source, check_readable_file
+from .common import REPLACEMENT_CHAR, FileSource
 
 READ_CHUNK = 1 << 20
 
 
-class TextSource(Source):
+class TextSource(FileSource):
     kind = "text"
-
-    def __init__(self, path: str, label: str):
-        super().__init__(path, label)
-        self._file = Path(path)
-
-    def check(self) -> None:
-        check_readable_file(self._file)
-
-    def size(self) -> int:
-        return self._file.stat().st_size
 
     def documents(self, stats: ReadStats) -> Iterator[RawDocument]:
         number = 0

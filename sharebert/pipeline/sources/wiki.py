@@ -25,7 +25,7 @@ from xml.parsers import expat
 
 from ...errors import file_error
 from ..records import WIKITEXT, RawDocument, ReadStats
-from .common import Source, check_readable_file
+from .common import FileSource
 
 READ_CHUNK = 1 << 20
 PROBE_BYTES = 1 << 16
@@ -42,18 +42,11 @@ _PAGE_START, _PAGE_END = b"<page>", b"</page>"  # never inside text: "<" is esca
 _TRUNCATED = "truncated or corrupt compressed file (its data ends before the end-of-stream marker)"
 
 
-class WikiDumpSource(Source):
+class WikiDumpSource(FileSource):
     kind = "wiki"
 
-    def __init__(self, path: str, label: str):
-        super().__init__(path, label)
-        self._file = Path(path)
-
-    def size(self) -> int:
-        return self._file.stat().st_size
-
     def check(self) -> None:
-        check_readable_file(self._file)
+        super().check()
         with _open_dump(self._file) as (stream, _raw):
             head = _read_or_fail(self._file, stream, PROBE_BYTES)
         root = _root_element(head)
