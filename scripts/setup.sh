@@ -34,6 +34,6 @@ install_torch() {
 install_torch
 # DeepSpeed's setup.py imports torch, so it is built against the torch installed above.
 "$VENV/bin/python" -c "import deepspeed" >/dev/null 2>&1 \
-  || pip install -q --no-build-isolation "deepspeed>=0.14,<0.20"
+  || pip install -q --no-build-isolation "deepspeed>=0.17,<0.20"
 pip install -q -e ".[$extras]"
 echo "sharebert installed in $VENV: $("$VENV/bin/sharebert" --version)"

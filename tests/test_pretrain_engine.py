@@ -124,3 +124,67 @@ def test_engine_accumulates_steps_with_the_given_lr_and_round_trips_a_checkpoint
     assert all(torch.equal(changed[n], p) for n, p in engine.module.named_parameters())
     with pytest.raises(RuntimeError, match="before the last micro-batch"):
         engine.optimizer_step(lr=1e-3)  # no micro-batch since the last step
+
+
+def test_bf16_forward_through_the_engine_really_runs_in_bf16():
+    """DeepSpeed's engine switches off an autocast entered outside it; bf16 must come from its own config."""
+    model = tiny_model()
+    seen = []
+    model.cls.predictions.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    engine = eng.TrainingEngine(model, eng.EngineConfig(train_batch_size=4, micro_batch_size=4, precision="bf16"),
+                                eng.LaunchEnvironment())
+    ids = torch.randint(5, 1024, (4, 16))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
+              "masked_lm_positions": torch.tensor([[1, 2]] * 4), "labels": ids[:, 1:3].clone()}
+    loss = engine.forward_backward(inputs)
+    engine.optimizer_step(lr=1e-3)
+    assert seen == [torch.bfloat16] and torch.isfinite(loss)
+    # On a GPU the engine turns an outside autocast off (it checks CUDA's autocast only, so the CPU run above
+    # cannot show that): the autocast must be the engine's own.
+    assert engine.ds.torch_autocast_enabled() and engine.ds.torch_autocast_dtype() == torch.bfloat16
+    assert all(p.dtype == torch.float32 and p.grad is None for p in engine.module.parameters())  # fp32 master weights
+    with engine.autocast():  # calls of the module outside the engine (validation) autocast too
+        engine.module(**inputs)
+    assert seen[-1] == torch.bfloat16
+
+
+def test_a_deepspeed_config_with_its_own_half_precision_drops_the_autocast(tmp_path):
+    override = tmp_path / "ds.json"
+    override.write_text(json.dumps({"bf16": {"enabled": True}}))
+    cfg = eng.EngineConfig(train_batch_size=8, micro_batch_size=8)
+    assert eng.deepspeed_config(cfg, 1, "bf16")["torch_autocast"]["lower_precision_safe_modules"] == []
+    ds = eng.deepspeed_config(eng.EngineConfig(train_batch_size=8, micro_batch_size=8, deepspeed_config=override), 1,
+                              "bf16")
+    assert "torch_autocast" not in ds and ds["bf16"]["enabled"]
+
+
+@pytest.mark.parametrize("zero_stage", [0, 1])
+def test_fp16_updates_with_the_true_gradients(monkeypatch, zero_stage):
+    """DeepSpeed 0.19's plain fp16 optimizer unscales gradients its backward never scaled (a 65536x shrink that
+    stalls Adam); the engine scales the loss itself. Half-precision matmuls run on the CPU, so this runs here."""
+    from deepspeed.accelerator import get_accelerator
+
+    monkeypatch.setattr(type(get_accelerator()), "is_fp16_supported", lambda self: True)
+    monkeypatch.setattr(eng, "resolve_precision", lambda requested, **kwargs: requested)
+    config = ShareBertConfig.from_preset("tiny", vocab_size=1024, hidden_dropout_prob=0.0,
+                                         attention_probs_dropout_prob=0.0)
+    ids = torch.randint(5, 1024, (4, 16), generator=torch.Generator().manual_seed(0))
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
+              "masked_lm_positions": torch.tensor([[1, 2]] * 4), "labels": ids[:, 1:3].clone()}
+    reference = ShareBertForMaskedLM(config, seed=0)
+    reference(**inputs).loss.backward()
+    true_norm = float(torch.nn.utils.get_total_norm([p.grad for p in reference.parameters() if p.grad is not None]))
+    engine = eng.TrainingEngine(ShareBertForMaskedLM(config, seed=0),
+                                eng.EngineConfig(train_batch_size=4, micro_batch_size=4, precision="fp16",
+                                                 gradient_clipping=0.0, zero_stage=zero_stage),
+                                eng.LaunchEnvironment())
+    assert engine.fp16 and next(engine.module.parameters()).dtype == torch.float16
+    for _ in range(20):  # the first steps overflow at scale 2^16 and lower it; skipped steps change nothing
+        engine.forward_backward(inputs)
+        report = engine.optimizer_step(lr=1e-3)
+        if not report.skipped:
+            break
+    assert not report.skipped and report.loss_scale >= 1.0
+    assert report.grad_norm == pytest.approx(true_norm, rel=2e-2)
+    first_moments = torch.cat([s["exp_avg"].flatten() for s in engine._optimizer.state.values()])
+    assert float(torch.linalg.vector_norm(first_moments)) == pytest.approx(0.1 * true_norm, rel=2e-2)  # (1-b1) g

@@ -7,7 +7,9 @@ so the DeepSpeed-specific details live here:
   * the optimizer is torch's AdamW (fused on GPUs), so no DeepSpeed op has to be compiled; biases,
     LayerNorm weights and every other 1-D parameter get no weight decay;
   * precision: fp32; bf16 = torch autocast around the forward pass with fp32 weights and optimizer
-    (exports are exact fp32); fp16 = DeepSpeed's half-precision module with dynamic loss scaling;
+    (exports are exact fp32); fp16 = DeepSpeed's half-precision module with dynamic loss scaling.
+    The bf16 autocast must be DeepSpeed's own `torch_autocast` section: its engine switches off any
+    autocast entered outside it, so a model called through the engine would silently run in fp32;
   * the learning rate is set by the caller before each optimizer step (a pure function of progress),
     so nothing about the schedule needs saving.
 """
@@ -154,6 +156,9 @@ def deepspeed_config(config: EngineConfig, world_size: int, precision: str) -> d
     if precision == "fp16":
         generated["fp16"] = {"enabled": True, "loss_scale": 0, "initial_scale_power": 16, "loss_scale_window": 1000,
                              "hysteresis": 2, "min_loss_scale": 1}
+    if precision == "bf16":
+        # An empty list of "lower precision safe" modules keeps gradients and their all-reduce in fp32.
+        generated["torch_autocast"] = {"enabled": True, "dtype": "bfloat16", "lower_precision_safe_modules": []}
     override = {}
     if config.deepspeed_config is not None:
         override = read_json(config.deepspeed_config)
@@ -172,6 +177,8 @@ def deepspeed_config(config: EngineConfig, world_size: int, precision: str) -> d
         raise ConfigError(f"ZeRO stage {stage} is not supported (0, 1 or 2)")
     if merged.get("fp16", {}).get("enabled") and merged.get("bf16", {}).get("enabled"):
         raise ConfigError("the DeepSpeed config enables both fp16 and bf16")
+    if (merged.get("fp16", {}).get("enabled") or merged.get("bf16", {}).get("enabled")) and "torch_autocast" in generated:
+        del merged["torch_autocast"]  # the file chose DeepSpeed's own half-precision weights instead
     return merged
 
 
@@ -232,6 +239,12 @@ class TrainingEngine:
         self.micro_batch_size = self.ds.train_micro_batch_size_per_gpu()
         self.fp16 = self.ds.fp16_enabled()
         self._autocast = self.precision == "bf16" and not self.ds.bfloat16_enabled()
+        if self._autocast and not getattr(self.ds, "torch_autocast_enabled", lambda: False)():
+            raise ConfigError(f"bf16 autocast needs DeepSpeed >= 0.17 (this is {deepspeed.__version__}): use --fp32 "
+                              "or upgrade DeepSpeed")
+        # DeepSpeed (0.19) applies the fp16 loss scale in its backward only for ZeRO optimizers, yet its plain
+        # fp16 optimizers divide the gradients by that scale before the update: without ZeRO, scale here.
+        self._scale_loss_here = self.fp16 and not self.ds.zero_optimization()
         # Without ZeRO or fp16, DeepSpeed clips without reporting the norm; compute it here (grads are whole).
         self._own_grad_norm = not (self.fp16 or self.ds.bfloat16_enabled() or self.ds.zero_optimization())
 
@@ -260,6 +273,7 @@ class TrainingEngine:
         self.ds.train(mode)
 
     def autocast(self):
+        """bf16 autocast for calls of `module` outside the engine (the engine's own forward has its own)."""
         if self._autocast:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
@@ -270,9 +284,8 @@ class TrainingEngine:
     # ---------------------------------------------------------------- training
     def forward_backward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         """One micro-batch: forward, backward (DeepSpeed all-reduces at the last one); returns the loss."""
-        with self.autocast():
-            loss = self.ds(**self.to_device(inputs)).loss
-        self.ds.backward(loss)
+        loss = self.ds(**self.to_device(inputs)).loss  # under the engine's own autocast where bf16
+        self.ds.backward(loss.float() * self.loss_scale() if self._scale_loss_here else loss)
         if not self.ds.is_gradient_accumulation_boundary():
             self.ds.step()  # only advances DeepSpeed's micro-step counter
         return loss.detach()
@@ -291,11 +304,13 @@ class TrainingEngine:
             raise RuntimeError("optimizer_step called before the last micro-batch of the step")
         for group in self._optimizer.param_groups:
             group["lr"] = lr
-        skipped_before = self.ds.skipped_steps
+        skipped_before, scale = self.ds.skipped_steps, self.loss_scale()
         self.ds.step()
         if grad_norm is None:
             reported = self.ds.get_global_grad_norm()
             grad_norm = None if reported is None else float(reported)
+            if grad_norm is not None and self._scale_loss_here:
+                grad_norm /= scale  # the plain fp16 optimizer reports the norm of the scaled gradients
         return StepReport(grad_norm, self.loss_scale(), self.ds.skipped_steps > skipped_before)
 
     def loss_scale(self) -> float | None:

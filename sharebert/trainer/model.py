@@ -472,7 +472,9 @@ def save_model_folder(model: nn.Module, folder, vocab_file, *, pytorch_bin: bool
     """
     model = unwrap_model(model)
     task = next(t for t, cls in MODEL_CLASSES.items() if type(model) is cls)
-    state = to_reference_state_dict(model.state_dict(), model.config)
+    # fp32 files whatever the training precision (DeepSpeed's fp16 mode keeps a half-precision module).
+    state = {k: v.float() if v.is_floating_point() else v
+             for k, v in to_reference_state_dict(model.state_dict(), model.config).items()}
     return write_model_folder(folder, model.config, state, vocab_file, task, pytorch_bin=pytorch_bin)
 
 
