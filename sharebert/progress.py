@@ -20,6 +20,8 @@ def progress_bar(*args, **kwargs):
     """A tqdm bar, disabled under --quiet or without a TTY (same signature as tqdm)."""
     from tqdm.auto import tqdm
 
+    # No monitor thread: worker pools fork this process only while it runs no thread but the main one.
+    tqdm.monitor_interval = 0
     kwargs.setdefault("disable", not progress_enabled())
     kwargs.setdefault("dynamic_ncols", True)
     return tqdm(*args, **kwargs)

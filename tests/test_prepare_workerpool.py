@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -59,3 +62,82 @@ def test_initialize_runs_before_the_first_task_of_every_worker(workers):
     assert {value for value, _ in results} == {"ready"}
     if workers > 1:
         assert {threads for _, threads in results} == {"1"}  # one thread per worker
+
+
+def inherited_state(_task) -> str | None:
+    return _state.get("value")
+
+
+_FORK_CHECK = """
+import tests.test_prepare_workerpool as t
+from sharebert.pipeline.parallel import WorkerPool
+t._state["value"] = "set before the pool started"  # never sent: only a fork carries it over
+with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
+    print(sorted(set(pool.map_ordered(t.inherited_state, range(4)))))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="workers are forked on Linux only")
+def test_workers_are_forked_from_a_single_threaded_process_and_inherit_its_state():
+    # In a fresh interpreter: this one may hold threads that earlier tests left behind.
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", _FORK_CHECK], cwd=root, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(root)})
+    assert out.stdout.strip() == "['set before the pool started']"
+
+
+def test_a_running_thread_means_a_fork_server_and_the_environment_can_choose(monkeypatch):
+    import threading
+
+    from sharebert.errors import ConfigError
+    from sharebert.pipeline import parallel
+
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        assert not parallel._fork_is_safe()
+        _state["value"] = "only a fork carries this"
+        with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
+            results = list(pool.map_ordered(inherited_state, range(2)))
+        assert set(results) == {None}
+    finally:
+        stop.set()
+        thread.join()
+        _state.clear()
+    monkeypatch.setenv(parallel.START_METHOD_ENV, "spawn")
+    with WorkerPool(2) as pool:
+        assert set(pool.map_ordered(inherited_state, range(2))) == {None}
+    monkeypatch.setenv(parallel.START_METHOD_ENV, "threads")
+    with pytest.raises(ConfigError, match="SHAREBERT_START_METHOD='threads'"):
+        WorkerPool(2)
+
+
+def sleep_and_time(seconds: float) -> tuple[float, float]:
+    import time
+
+    started = time.perf_counter()
+    time.sleep(seconds)
+    return seconds, started
+
+
+def test_the_tasks_left_at_the_end_start_largest_first_and_results_keep_task_order():
+    durations = [0.05, 0.2, 0.1, 0.3, 0.15, 0.25, 0.0, 0.35]  # steps of 50 ms: starts never race across pairs
+    with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
+        # The first 2 x workers tasks go to the workers as they are read; the list then ends within the
+        # read-ahead, so the other four are the ones "left at the end".
+        results = list(pool.map_ordered(sleep_and_time, durations, max_in_flight=len(durations), cost=lambda d: d))
+    assert [seconds for seconds, _ in results] == durations
+    assert _start_order(results) == _in_pairs(durations[:4] + sorted(durations[4:], reverse=True))
+    with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:  # without costs: task order
+        results = list(pool.map_ordered(sleep_and_time, durations, max_in_flight=len(durations)))
+    assert _start_order(results) == _in_pairs(durations)
+
+
+def _start_order(results):
+    return _in_pairs([seconds for seconds, _ in sorted(results, key=lambda r: r[1])])
+
+
+def _in_pairs(values):
+    """Two workers take tasks two at a time; within a pair, which one starts first is a race."""
+    return [set(values[i : i + 2]) for i in range(0, len(values), 2)]

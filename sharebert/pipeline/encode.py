@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from itertools import chain, islice
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +49,8 @@ class SentenceEncoder:
         self.lowercase = lowercase
         self.full = tokenizer if tokenizer is not None else bert_tokenizer(vocab_path, lowercase)
         self.separator, self.separator_id = _find_separator(self.full)
-        self._words = _whole_word_pieces(self.full.get_vocab(with_added_tokens=False), lowercase)
+        self._words = _WordCache(self.full.model.tokenize)
+        self._words.update(_whole_word_pieces(self.full.get_vocab(with_added_tokens=False), lowercase))
         self._words[_SENTENCE_END] = (-1,)
 
     def encode_flat(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -77,29 +78,12 @@ class SentenceEncoder:
         if text.count(_SENTENCE_END) != len(sentences) - 1 or _CONTROL.search(text.replace(_SENTENCE_END, " ")):
             return self._encode_group(self.full, sentences)  # control characters: BERT's normalizer decides
         words = _ASCII_WORDS[self.lowercase].findall(text.lower() if self.lowercase else text)
-        pieces = list(map(self._words.get, words))
-        if None in pieces:
-            pieces = self._fill_missing(words, pieces)
+        pieces = list(map(self._words.__getitem__, words))
         counts = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
         ids = np.fromiter(chain.from_iterable(pieces), dtype=np.int32, count=int(counts.sum()))
         ends = np.flatnonzero(ids == -1)
         lengths = np.diff(np.concatenate([[-1], ends, [len(ids)]])) - 1
         return np.delete(ids, ends), lengths.astype(np.int64)
-
-    def _fill_missing(self, words: list[str], pieces: list) -> list:
-        # Every word has at least one piece ([UNK] at worst), so an empty slot is exactly a miss. The
-        # words are already normalized and pre-tokenized, so the WordPiece model alone gives their pieces.
-        tokenize = self.full.model.tokenize
-        found: dict[str, tuple[int, ...]] = {}
-        for i in [i for i, p in enumerate(pieces) if p is None]:
-            word = words[i]
-            ids = found.get(word)
-            if ids is None:
-                ids = found[word] = tuple(token.id for token in tokenize(word))
-            pieces[i] = ids
-        room = WORD_CACHE_SIZE - len(self._words)
-        self._words.update(islice(found.items(), max(room, 0)))
-        return pieces
 
     def _encode_group(self, tokenizer, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if self.separator is None:
@@ -160,6 +144,22 @@ def _interleave(count: int, groups) -> tuple[np.ndarray, np.ndarray]:
         shift = np.repeat(starts[np.asarray(positions, dtype=np.int64)] - group_starts, group_lengths)
         flat[np.arange(len(group_flat)) + shift] = group_flat
     return flat, lengths
+
+
+class _WordCache(dict):
+    """Word -> its WordPiece ids. A lookup of a word not yet seen (C's dict lookup calls `__missing__`, so
+    hits cost no Python code) asks the WordPiece model alone: the words are already normalized and
+    pre-tokenized. At most WORD_CACHE_SIZE words are kept; later ones are tokenized each time."""
+
+    def __init__(self, tokenize):
+        super().__init__()
+        self._tokenize = tokenize
+
+    def __missing__(self, word: str) -> tuple[int, ...]:
+        ids = tuple(token.id for token in self._tokenize(word))
+        if len(self) < WORD_CACHE_SIZE:
+            self[word] = ids
+        return ids
 
 
 def _whole_word_pieces(vocab: dict[str, int], lowercase: bool) -> dict[str, tuple[int, ...]]:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import contextlib
 import multiprocessing
 import os
-from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
+import sys
+import threading
+import warnings
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
+_END = object()
 R = TypeVar("R")
 
 # Each worker is one core's worth of work: libraries must not start thread pools of their own.
@@ -30,8 +33,21 @@ def select_tasks(tasks: Sequence[T], rank: int = 0, world_size: int = 1) -> list
     return list(tasks[rank::world_size])
 
 
-def _init_worker(initializer: Callable | None, initargs: tuple) -> None:
+def _one_core() -> int | None:
+    """Limit this process to one core's worth of threads: the environment for libraries still to start,
+    and pyarrow's thread pool, which a forked worker inherits at its parent's size. Returns pyarrow's
+    previous thread count (None where pyarrow is not loaded)."""
     os.environ.update(_ONE_THREAD)
+    pa = sys.modules.get("pyarrow")
+    if pa is None:
+        return None
+    previous = pa.cpu_count()
+    pa.set_cpu_count(1)
+    return previous
+
+
+def _init_worker(initializer: Callable | None, initargs: tuple) -> None:
+    _one_core()
     if initializer is not None:
         initializer(*initargs)
 
@@ -51,6 +67,27 @@ def _one_thread_environment():
                 os.environ[name] = value
 
 
+START_METHOD_ENV = "SHAREBERT_START_METHOD"  # fork, forkserver or spawn: overrides the choice below
+
+
+def _requested_start_method() -> str | None:
+    requested = os.environ.get(START_METHOD_ENV) or None
+    if requested is not None and requested not in multiprocessing.get_all_start_methods():
+        from ..errors import ConfigError
+
+        raise ConfigError(f"{START_METHOD_ENV}={requested!r}: this platform starts processes with "
+                          f"{', '.join(multiprocessing.get_all_start_methods())}")
+    return requested
+
+
+def _fork_is_safe() -> bool:
+    """Forking this process is safe on Linux while it runs no Python thread but the main one: the native
+    threads of the libraries loaded here (pyarrow's allocator, OpenBLAS) are made fork-safe by their own
+    at-fork handlers. (macOS system libraries are not fork-safe.)"""
+    return (sys.platform == "linux" and threading.current_thread() is threading.main_thread()
+            and threading.active_count() == 1)
+
+
 def _worker_context(preload: Sequence[str]):
     """A fork server that imports `preload` once, booted now in the background (a fresh interpreter per
     worker where the platform has none, or when nothing is to be preloaded). A process has one fork
@@ -68,6 +105,15 @@ def _worker_context(preload: Sequence[str]):
     return context
 
 
+@contextlib.contextmanager
+def _quiet_fork_warning():
+    """Python >= 3.12 warns on any fork of a process that has native threads; `_fork_is_safe` is why
+    the pool's forks are not the deadlock that warning is about."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
+        yield
+
+
 class WorkerPool:
     """A process pool kept open across several `map_ordered` calls, so workers start once per run.
 
@@ -75,14 +121,27 @@ class WorkerPool:
     everything runs in this process (no pool), which keeps profiles and tracebacks simple. Use it
     as a context manager; create it first thing, so the workers' start overlaps the caller's own set-up.
     (Letting this process run tasks beside workers - 1 children was measured: no faster on 2 cores.)
+
+    How workers start: on Linux they are forked from this process when its first task is submitted
+    (they inherit its imports and state at once: no interpreter start, no imports, about 0.25 s of CPU
+    less per worker), unless this process then runs Python threads besides the main one; elsewhere, or
+    then, from a fork server. The environment variable SHAREBERT_START_METHOD (fork, forkserver, spawn)
+    overrides that choice.
     """
 
     def __init__(self, workers: int, *, preload: Sequence[str] = ()):
-        """`preload`: modules the workers need. Where the platform has a fork server (Linux, macOS), they
-        are imported once in it and every worker is forked from it, instead of each worker starting
-        a fresh interpreter and importing them again (about 0.25 s of CPU per worker)."""
+        """`preload`: modules the workers need. Where workers come from a fork server (macOS, or Linux
+        when forking this process is not safe), they are imported once in it and every worker is forked
+        from it, instead of each worker starting a fresh interpreter and importing them again."""
         self.workers = max(1, workers)
-        self._context = _worker_context(preload) if self.workers > 1 else None
+        self._preload = tuple(preload)
+        self._requested = _requested_start_method() if self.workers > 1 else None
+        self._context = None  # chosen when the workers start, unless it is known now
+        if self.workers > 1 and (self._requested in ("forkserver", "spawn")
+                                 or (self._requested is None and sys.platform != "linux")):
+            # A fork server boots now, in the background.
+            spawn = self._requested == "spawn"
+            self._context = multiprocessing.get_context("spawn") if spawn else _worker_context(self._preload)
         self._initializer: tuple[Callable, tuple] | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._mapped = False
@@ -92,35 +151,78 @@ class WorkerPool:
         Call it before the first `map_ordered`."""
         if self._mapped:
             raise RuntimeError("initialize() must come before the first map_ordered()")
-        if self._context is None:
+        if self.workers <= 1:
             initializer(*initargs)
         else:
             self._initializer = (initializer, initargs)
 
-    def map_ordered(self, fn: Callable[[T], R], tasks: Iterable[T], max_in_flight: int | None = None) -> Iterator[R]:
+    def map_ordered(self, fn: Callable[[T], R], tasks: Iterable[T], max_in_flight: int | None = None,
+                    cost: Callable[[T], float] | None = None) -> Iterator[R]:
         """Yield fn(task) for every task, in task order; at most `max_in_flight` (default 2 per worker)
-        tasks are queued at once, so a long task list never floods memory with pending results."""
+        tasks (and one more) are read and not yet done at once, so a long task list never floods memory.
+
+        With `cost` (an estimate of a task's work), the tasks that remain once the list is read to its
+        end start largest first, so the run does not end on one long task while the other workers idle.
+        """
         self._mapped = True
-        if self._context is None:
+        if self.workers <= 1:
             for task in tasks:
                 yield fn(task)
             return
         pool = self._start_workers()
-        limit = max_in_flight or 2 * self.workers
-        pending: deque[Future] = deque()
+        limit = max(max_in_flight or 2 * self.workers, self.workers + 1)
+        futures: dict[int, Future] = {}  # submitted, not yet yielded, by task number
+        waiting: list[tuple[int, T]] = []  # read, not yet submitted, in order (largest first at the end)
+        source, read, done_reading, yielded = iter(tasks), 0, False, 0
+
+        def unfinished() -> int:
+            return sum(not f.done() for f in futures.values())
+
+        def submit_waiting() -> None:
+            # A worker must never wait while this process reads its next task (a single-stream dump is
+            # decompressed here), so each has one more queued; the order of the rest stays ours to choose.
+            while waiting and unfinished() < 2 * self.workers:
+                number, task = waiting.pop(0)
+                with _quiet_fork_warning():  # with fork, the first submit forks every worker
+                    futures[number] = pool.submit(fn, task)
+
         try:
-            for task in tasks:
-                pending.append(pool.submit(fn, task))
-                if len(pending) >= limit:
-                    yield pending.popleft().result()
-            while pending:
-                yield pending.popleft().result()
+            while True:
+                # Tasks read but not done are bounded by `limit` (they hold the inputs); finished results
+                # waiting for an older one to be yielded are small, and bounded by 4 x `limit`. One task is
+                # read at a time, and the workers are fed before and after it.
+                submit_waiting()
+                if (not done_reading and len(waiting) + unfinished() <= limit  # one more: is it the end?
+                        and len(waiting) + len(futures) <= 4 * limit):
+                    task = next(source, _END)
+                    if task is _END:
+                        done_reading = True
+                        if cost is not None:
+                            waiting.sort(key=lambda item: -cost(item[1]))
+                    else:
+                        waiting.append((read, task))
+                        read += 1
+                    submit_waiting()
+                    continue
+                if yielded == read and done_reading:
+                    return
+                oldest = futures.get(yielded)
+                if oldest is not None and oldest.done():
+                    del futures[yielded]
+                    yielded += 1
+                    yield oldest.result()
+                    continue
+                running = [f for f in futures.values() if not f.done()]
+                wait(running, return_when=FIRST_COMPLETED)
         finally:
-            for fut in pending:
+            for fut in futures.values():
                 fut.cancel()
 
     def _start_workers(self) -> ProcessPoolExecutor:
         if self._pool is None:  # workers start when the first task is submitted
+            if self._context is None:
+                fork = self._requested == "fork" or _fork_is_safe()
+                self._context = multiprocessing.get_context("fork") if fork else _worker_context(self._preload)
             initializer, initargs = self._initializer or (None, ())
             self._pool = ProcessPoolExecutor(
                 self.workers, mp_context=self._context, initializer=_init_worker, initargs=(initializer, initargs)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -256,10 +257,14 @@ def _labels(inputs: list[InputSpec]) -> list[str]:
     ]
 
 
+_BRACKETED_LINES = re.compile(r"^\[.*\]$", re.MULTILINE)  # [CLS], [unused0]...: no case to judge
+
+
 def _check_vocab_case(vocab_path: Path, lowercase: bool) -> None:
-    vocab = vocab_path.read_text(encoding="utf-8").splitlines()  # already checked by read_vocab
-    cased = sum(1 for t in vocab if not (t.startswith("[") and t.endswith("]")) and t != t.lower())
-    if lowercase and cased > len(vocab) // 20:
+    text = vocab_path.read_text(encoding="utf-8")  # already checked by read_vocab
+    words = _BRACKETED_LINES.sub("", text)
+    cased = 0 if words == words.lower() else sum(1 for t in words.splitlines() if t != t.lower())
+    if lowercase and cased > text.count("\n") // 20:
         log.warning("%s looks cased (%d tokens with capitals) but --lowercase is on: did you mean --cased?",
                     vocab_path, cased)  # fmt: skip
     if not lowercase and cased == 0:
@@ -305,7 +310,7 @@ def _tokenized_spills(config, sources, work, pool, given: Tokenization | None):
     )
     with progress_bar(total=len(spills), unit="batch", desc="tokenize") as bar:
         results = []
-        for result in pool.map_ordered(tokenize_spill, tasks):
+        for result in pool.map_ordered(tokenize_spill, tasks, cost=_text_spill_bytes):
             results.append(result)
             bar.update(1)
     return spills, results, stats, trained_vocab, True
@@ -333,7 +338,7 @@ def _run_batches(config, sources, stats, work, pool, tokenization, prefix):
 
         documents = 0
         # Reading runs ahead of the workers (4 batches each) so they never wait, also while they start.
-        for result in pool.map_ordered(process_batch, tasks(), max_in_flight=4 * pool.workers):
+        for result in pool.map_ordered(process_batch, tasks(), max_in_flight=4 * pool.workers, cost=_batch_chars):
             results.append(result)
             if result.index in read_by_workers:
                 read_by_workers.pop(result.index).add(result.read_stats)
@@ -341,6 +346,18 @@ def _run_batches(config, sources, stats, work, pool, tokenization, prefix):
             bar.set_postfix(documents=f"{documents:,}", refresh=False)
         bar.update(max(0, sum(s.bytes_read for s in sources) - bar.n))
     return spills, results
+
+
+def _text_spill_bytes(task: TokenizeTask) -> int:
+    path = Path(task.text_spill)
+    return path.stat().st_size if path.exists() else 0  # gone: tokenized by an earlier run
+
+
+def _batch_chars(task: BatchTask) -> int:
+    """About how many characters a phase-1 task reads: its work, to start the largest ones first."""
+    if isinstance(task.documents, list):
+        return sum(len(d.text) for d in task.documents)
+    return task.documents.estimated_chars()
 
 
 def _batches(

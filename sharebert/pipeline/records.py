@@ -59,3 +59,7 @@ class DocumentPart(Protocol):
     def documents(self, stats: ReadStats) -> list[RawDocument]:
         """The part's documents, in order, counting what the reader skipped into `stats`."""
         ...
+
+    def estimated_chars(self) -> int:
+        """About how many characters of raw text the part holds (to schedule the largest parts first)."""
+        ...

@@ -45,9 +45,17 @@ class Tokenization:
 
     @classmethod
     def of(cls, vocab: str | Path, lowercase: bool) -> "Tokenization":
+        """Also builds this process's encoder for it: workers forked from here inherit it ready."""
         from ..tokenization import bert_tokenizer
 
-        return cls(str(vocab), lowercase, bert_tokenizer(vocab, lowercase).to_str())
+        tokenizer = bert_tokenizer(vocab, lowercase)
+        tokenization = cls(str(vocab), lowercase, tokenizer.to_str())
+        encoder_for(tokenization, tokenizer)
+        return tokenization
+
+    @property
+    def key(self) -> tuple:
+        return self.vocab, self.lowercase, hash(self.tokenizer_json)
 
 
 @dataclass(frozen=True)
@@ -109,18 +117,19 @@ def tokenize_spill(task: TokenizeTask) -> BatchResult:
 _encoders: dict = {}
 
 
-def encoder_for(tokenization: Tokenization):
-    """The worker's SentenceEncoder for this vocab (built once per process)."""
-    from tokenizers import Tokenizer
-
+def encoder_for(tokenization: Tokenization, tokenizer=None):
+    """The process's SentenceEncoder for this vocab (built once per process; from `tokenizer` when given,
+    else from the tokenization's JSON)."""
     from .encode import SentenceEncoder
 
-    key = (tokenization.vocab, tokenization.lowercase, hash(tokenization.tokenizer_json))
-    if key not in _encoders:
+    if tokenization.key not in _encoders:
         _encoders.clear()
-        tokenizer = Tokenizer.from_str(tokenization.tokenizer_json)
-        _encoders[key] = SentenceEncoder(tokenization.vocab, tokenization.lowercase, tokenizer=tokenizer)
-    return _encoders[key]
+        if tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tokenizer = Tokenizer.from_str(tokenization.tokenizer_json)
+        _encoders[tokenization.key] = SentenceEncoder(tokenization.vocab, tokenization.lowercase, tokenizer=tokenizer)
+    return _encoders[tokenization.key]
 
 
 # ---------------------------------------------------------------- spill files

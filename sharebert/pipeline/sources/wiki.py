@@ -31,6 +31,7 @@ READ_CHUNK = 1 << 20
 PROBE_BYTES = 1 << 16
 MAIN_NAMESPACE = "0"
 _REDIRECT_TEXT = re.compile(r"\s*#redirect", re.IGNORECASE)
+BZ2_RATIO = 4  # about how many bytes of dump XML one byte of bz2 holds (to estimate a part's work)
 PART_BYTES = 1 << 18  # a part of a multistream dump: whole streams of about this many compressed bytes
 MULTISTREAM_PROBE = 1 << 24  # a bz2 dump without a second stream in its first 16 MiB is read as one stream
 SCAN_CHUNK = 1 << 22
@@ -39,6 +40,7 @@ SCAN_CHUNK = 1 << 22
 _STREAM_START = re.compile(rb"BZh[1-9]\x31\x41\x59\x26\x53\x59")
 _END_OF_STREAM = 0x177245385090
 _PAGE_START, _PAGE_END = b"<page>", b"</page>"  # never inside text: "<" is escaped there
+_SITEINFO_END = b"</siteinfo>"
 _TRUNCATED = "truncated or corrupt compressed file (its data ends before the end-of-stream marker)"
 
 
@@ -47,9 +49,16 @@ class WikiDumpSource(FileSource):
 
     def check(self) -> None:
         super().check()
+        head, root = b"", None
         with _open_dump(self._file) as (stream, _raw):
-            head = _read_or_fail(self._file, stream, PROBE_BYTES)
-        root = _root_element(head)
+            # Little by little: past a multistream dump's header stream, any byte costs a whole bz2 block.
+            while root is None and len(head) < PROBE_BYTES:
+                chunk = _read_or_fail(self._file, stream, min(len(head) + 1024, PROBE_BYTES - len(head)),
+                                      partial=True)
+                head += chunk
+                root = _root_element(head)
+                if not chunk:
+                    break
         if root is None:
             raise file_error(self._file, "not a MediaWiki XML dump (no XML element at the start)")
         if root != "mediawiki":
@@ -79,10 +88,13 @@ class WikiDumpSource(FileSource):
 
     def _header_namespaces(self) -> dict[str, str]:
         """The title prefixes of <siteinfo>'s namespaces (parts need them for dumps without <ns>)."""
-        head = b""
-        with _open_dump(self._file) as (stream, _raw):
-            while _PAGE_START not in head and (chunk := _read_or_fail(self._file, stream, PROBE_BYTES)):
-                head += chunk
+        head, step = b"", 1024  # growing reads: the header stream ends at </siteinfo>, and any byte
+        with _open_dump(self._file) as (stream, _raw):  # past it costs the decoding of a whole bz2 block
+            while _SITEINFO_END not in head and _PAGE_START not in head:
+                chunk = _read_or_fail(self._file, stream, step, partial=True)
+                if not chunk:
+                    break
+                head, step = head + chunk, min(2 * step, PROBE_BYTES)
         parser, handler = _make_parser()
         _parse_or_fail(self._file, parser, head.partition(_PAGE_START)[0], final=False)
         return handler.namespace_prefixes
@@ -116,6 +128,9 @@ class DumpPart:
     end: int
     source_name: str
     namespaces: dict[str, str]  # title prefix -> namespace key, for dumps without <ns>
+
+    def estimated_chars(self) -> int:
+        return (self.end - self.start) * BZ2_RATIO
 
     def documents(self, stats: ReadStats) -> list[RawDocument]:
         path = Path(self.path)
@@ -191,7 +206,9 @@ def stream_starts(raw: BinaryIO, limit: int | None = None) -> Iterator[int]:
     compressed data holds both by accident has a chance of about 2**-120 per byte."""
     raw.seek(0)
     tail, base = b"", 0  # the last bytes of the previous chunk; the file offset of data[0]
-    while (limit is None or base < limit) and (chunk := raw.read(SCAN_CHUNK)):
+    step = 1 << 16  # growing reads: a multistream dump's first stream (its header) is small
+    while (limit is None or base < limit) and (chunk := raw.read(step)):
+        step = min(2 * step, SCAN_CHUNK)
         data = tail + chunk
         for match in _STREAM_START.finditer(data, max(0, len(tail) - 9)):
             at = match.start()
@@ -317,9 +334,11 @@ def _open_dump(path: Path) -> Iterator[tuple[BinaryIO, BinaryIO]]:
             yield stream, raw
 
 
-def _read_or_fail(path: Path, stream: BinaryIO, n: int) -> bytes:
+def _read_or_fail(path: Path, stream: BinaryIO, n: int, *, partial: bool = False) -> bytes:
+    """Up to n bytes; with `partial`, only what one read of the underlying file gives (no further bz2
+    stream is started while bytes of the current one are at hand)."""
     try:
-        return stream.read(n)
+        return stream.read1(n) if partial else stream.read(n)
     except EOFError:
         raise file_error(path, _TRUNCATED) from None
     except OSError as e:  # bz2 / gzip report corrupt data as OSError
