@@ -141,3 +141,23 @@ def _start_order(results):
 def _in_pairs(values):
     """Two workers take tasks two at a time; within a pair, which one starts first is a race."""
     return [set(values[i : i + 2]) for i in range(0, len(values), 2)]
+
+
+def arrow_threads(_task) -> int:
+    import pyarrow
+
+    return pyarrow.cpu_count()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_worker_is_one_core_and_the_caller_gets_its_threads_back(workers):
+    import pyarrow
+
+    before = pyarrow.cpu_count()
+    pyarrow.set_cpu_count(3)
+    try:
+        with WorkerPool(workers, preload=("sharebert.pipeline.parallel",)) as pool:
+            assert set(pool.map_ordered(arrow_threads, range(4))) == {1}
+        assert pyarrow.cpu_count() == 3
+    finally:
+        pyarrow.set_cpu_count(before)

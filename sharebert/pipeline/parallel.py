@@ -33,17 +33,21 @@ def select_tasks(tasks: Sequence[T], rank: int = 0, world_size: int = 1) -> list
     return list(tasks[rank::world_size])
 
 
-def _one_core() -> int | None:
-    """Limit this process to one core's worth of threads: the environment for libraries still to start,
-    and pyarrow's thread pool, which a forked worker inherits at its parent's size. Returns pyarrow's
-    previous thread count (None where pyarrow is not loaded)."""
-    os.environ.update(_ONE_THREAD)
+def _arrow_threads(count: int) -> int | None:
+    """Set the size of pyarrow's thread pool (where pyarrow is loaded); returns the previous size."""
     pa = sys.modules.get("pyarrow")
     if pa is None:
         return None
     previous = pa.cpu_count()
-    pa.set_cpu_count(1)
+    pa.set_cpu_count(count)
     return previous
+
+
+def _one_core() -> None:
+    """Limit this worker to one core's worth of threads: the environment for libraries still to start,
+    and pyarrow's thread pool, which a forked worker inherits at its parent's size."""
+    os.environ.update(_ONE_THREAD)
+    _arrow_threads(1)
 
 
 def _init_worker(initializer: Callable | None, initargs: tuple) -> None:
@@ -145,6 +149,7 @@ class WorkerPool:
         self._initializer: tuple[Callable, tuple] | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._mapped = False
+        self._restore_arrow: int | None = None  # with one worker: pyarrow's pool size to restore at close
 
     def initialize(self, initializer: Callable, *initargs) -> None:
         """Run `initializer(*initargs)` in every worker before its first task (here, when workers <= 1).
@@ -166,6 +171,8 @@ class WorkerPool:
         """
         self._mapped = True
         if self.workers <= 1:
+            if self._restore_arrow is None:  # this process is the one worker: one core, as a child would be
+                self._restore_arrow = _arrow_threads(1) or 0
             for task in tasks:
                 yield fn(task)
             return
@@ -233,6 +240,9 @@ class WorkerPool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+        if self._restore_arrow:
+            _arrow_threads(self._restore_arrow)
+        self._restore_arrow = None
 
     def __enter__(self) -> "WorkerPool":
         return self
