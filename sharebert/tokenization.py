@@ -53,10 +53,11 @@ def read_vocab(path: str | Path) -> list[str]:
         for line_no, token in enumerate(tokens, 1):
             if token.split() != [token]:
                 raise file_error(path, f"not a vocab file (line {line_no} is {token!r}, not a single token)")
-    missing = [t for t in SPECIAL_TOKENS if t not in set(tokens)]
+    distinct = set(tokens)
+    missing = [t for t in SPECIAL_TOKENS if t not in distinct]
     if missing:
         raise file_error(path, f"not a BERT vocab file (missing special tokens {', '.join(missing)})")
-    if len(set(tokens)) != len(tokens):
+    if len(distinct) != len(tokens):
         raise file_error(path, "not a vocab file (a token appears twice)")
     return tokens
 
