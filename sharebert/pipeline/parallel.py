@@ -166,8 +166,9 @@ class WorkerPool:
         """Yield fn(task) for every task, in task order; at most `max_in_flight` (default 2 per worker)
         tasks (and one more) are read and not yet done at once, so a long task list never floods memory.
 
-        With `cost` (an estimate of a task's work), the tasks that remain once the list is read to its
-        end start largest first, so the run does not end on one long task while the other workers idle.
+        With `cost` (an estimate of a task's work), the largest task read and not yet started goes
+        next, so the small ones come last and the run does not end on one long task while the other
+        workers idle. Results still come in task order (a result waits for the older ones).
         """
         self._mapped = True
         if self.workers <= 1:
@@ -179,7 +180,7 @@ class WorkerPool:
         pool = self._start_workers()
         limit = max(max_in_flight or 2 * self.workers, self.workers + 1)
         futures: dict[int, Future] = {}  # submitted, not yet yielded, by task number
-        waiting: list[tuple[int, T]] = []  # read, not yet submitted, in order (largest first at the end)
+        waiting: list[tuple[float, int, T]] = []  # read, not yet submitted: (cost, number, task)
         source, read, done_reading, yielded = iter(tasks), 0, False, 0
 
         def unfinished() -> int:
@@ -189,7 +190,7 @@ class WorkerPool:
             # A worker must never wait while this process reads its next task (a single-stream dump is
             # decompressed here), so each has one more queued; the order of the rest stays ours to choose.
             while waiting and unfinished() < 2 * self.workers:
-                number, task = waiting.pop(0)
+                _, number, task = waiting.pop(max(range(len(waiting)), key=lambda i: waiting[i][0]))
                 with _quiet_fork_warning():  # with fork, the first submit forks every worker
                     futures[number] = pool.submit(fn, task)
 
@@ -204,10 +205,8 @@ class WorkerPool:
                     task = next(source, _END)
                     if task is _END:
                         done_reading = True
-                        if cost is not None:
-                            waiting.sort(key=lambda item: -cost(item[1]))
-                    else:
-                        waiting.append((read, task))
+                    else:  # without costs, the oldest goes first (max picks the first of equals)
+                        waiting.append((cost(task) if cost is not None else 0.0, read, task))
                         read += 1
                     submit_waiting()
                     continue

@@ -20,7 +20,7 @@ import numpy as np
 from ..fileio import json_dumps, read_json, sha256_file, temporary_path
 from . import formats
 from .balance import Placement
-from .spill import int_array, read_spill, string_array
+from .spill import int_array, numpy_ints, read_spill, string_array
 
 SHARD_COMPRESSION = "zstd"
 SHARD_COMPRESSION_LEVEL = 3
@@ -112,22 +112,31 @@ def _items_by_shard(whole_rows, doc_shard, parts, placement: Placement, first_do
 
 
 def _append_in_order(table, items, placement: Placement, writer: "_ShardWriter") -> None:
-    """Append whole rows (runs of them in one `take`) and document parts in the given order."""
-    import pyarrow as pa
-
+    """Append whole rows (runs of them at once) and document parts in the given order."""
     run: list[int] = []
     for row, _, part in items:
         if part < 0:
             run.append(row)
             continue
         if run:
-            writer.append(table.take(int_array(np.array(run, dtype=np.int64), pa.int64())))
+            writer.append(_rows(table, run))
             run = []
         writer.append(_part_table(table, row, placement, part))
     if run:
-        writer.append(table.take(int_array(np.array(run, dtype=np.int64), pa.int64())))
+        writer.append(_rows(table, run))
 
 
+def _rows(table, rows: list[int]):
+    """The given rows (ascending) as one table of zero-copy slices, one per stretch of consecutive rows."""
+    import pyarrow as pa
+
+    starts = [i for i, row in enumerate(rows) if i == 0 or row != rows[i - 1] + 1]
+    ends = starts[1:] + [len(rows)]
+    return pa.concat_tables([table.slice(rows[a], b - a) for a, b in zip(starts, ends)])
+
+
+# Row selection and counting below go through slices and offsets: `take`, `cast`, `flatten` and
+# `combine_chunks` would load pyarrow.compute, ~0.08 s in every process that writes shards.
 def _part_table(table, row: int, placement: Placement, part: int):
     """One row: sentences [start, end) of the document at `row`, with the id "<id>#p<number>"."""
     import pyarrow as pa
@@ -136,21 +145,31 @@ def _part_table(table, row: int, placement: Placement, part: int):
     doc = table.slice(row, 1)
     columns = {
         "id": string_array([f"{doc.column('id')[0].as_py()}#p{int(placement.part_number[part])}"]),
-        "source": doc.column("source").combine_chunks(),
-        "sentences": _slice_lists(doc.column("sentences").combine_chunks(), start, end),
+        "source": pa.concat_arrays(doc.column("source").chunks),
+        "sentences": _slice_lists(doc.column("sentences"), start, end),
     }
     if "text" in table.column_names:
-        columns["text"] = _slice_lists(doc.column("text").combine_chunks(), start, end)
+        columns["text"] = _slice_lists(doc.column("text"), start, end)
     return pa.table(columns)
 
 
 def _slice_lists(single_row, start: int, end: int):
-    """A one-row list array holding elements [start, end) of the one row of `single_row`."""
+    """A one-row list array holding elements [start, end) of the one row of the column `single_row`."""
     import pyarrow as pa
 
-    elements = single_row.flatten().slice(start, end - start)
+    chunk = next(c for c in single_row.chunks if len(c))
+    first = int(numpy_ints(chunk.offsets)[0])
+    elements = chunk.values.slice(first + start, end - start)
     offsets = int_array(np.array([0, end - start], dtype=np.int32), pa.int32())
     return pa.ListArray.from_arrays(offsets, pa.concat_arrays([elements]))
+
+
+def _sentences_and_tokens(documents) -> tuple[int, int]:
+    """Sentences and tokens in a list<list<int32>> array (a slice of one, too)."""
+    doc_offsets = numpy_ints(documents.offsets)
+    first, last = int(doc_offsets[0]), int(doc_offsets[-1])
+    sentence_offsets = numpy_ints(documents.values.offsets)
+    return last - first, int(sentence_offsets[last] - sentence_offsets[first])
 
 
 class _ShardWriter:
@@ -167,11 +186,14 @@ class _ShardWriter:
         self.documents = self.sentences = self.tokens = self.row_groups = 0
 
     def append(self, table) -> None:
-        table = table.select(self.schema.names).cast(self.schema)
-        sentences = table.column("sentences").combine_chunks().flatten()
-        tokens = len(sentences.flatten())
+        import pyarrow as pa
+
+        # The spill's columns under the shard's schema (same types; the fields become non-nullable).
+        table = pa.Table.from_arrays([table.column(name) for name in self.schema.names], schema=self.schema)
+        counts = [_sentences_and_tokens(chunk) for chunk in table.column("sentences").chunks]
+        sentences, tokens = sum(c[0] for c in counts), sum(c[1] for c in counts)
         self.documents += table.num_rows
-        self.sentences += len(sentences)
+        self.sentences += sentences
         self.tokens += tokens
         self._buffer.append(table)
         self._buffer_rows += table.num_rows
