@@ -9,6 +9,7 @@ order, so outputs never depend on the number of workers.
 from __future__ import annotations
 
 import contextlib
+import gc
 import multiprocessing
 import os
 import sys
@@ -110,12 +111,19 @@ def _worker_context(preload: Sequence[str]):
 
 
 @contextlib.contextmanager
-def _quiet_fork_warning():
-    """Python >= 3.12 warns on any fork of a process that has native threads; `_fork_is_safe` is why
-    the pool's forks are not the deadlock that warning is about."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
-        yield
+def _forking():
+    """Around the submit that forks the workers. Python >= 3.12 warns on any fork of a process that has
+    native threads (`_fork_is_safe` is why this fork is not the deadlock it warns about). The objects of
+    this process are frozen out of the garbage collector's reach first, so the workers' collections never
+    write to the pages they share with it (each write would copy a page)."""
+    gc.freeze()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
+                                    category=DeprecationWarning)
+            yield
+    finally:
+        gc.unfreeze()
 
 
 class WorkerPool:
@@ -150,6 +158,7 @@ class WorkerPool:
         self._pool: ProcessPoolExecutor | None = None
         self._mapped = False
         self._restore_arrow: int | None = None  # with one worker: pyarrow's pool size to restore at close
+        self._forked = False  # the workers have started
 
     def initialize(self, initializer: Callable, *initargs) -> None:
         """Run `initializer(*initargs)` in every worker before its first task (here, when workers <= 1).
@@ -191,8 +200,10 @@ class WorkerPool:
             # decompressed here), so each has one more queued; the order of the rest stays ours to choose.
             while waiting and unfinished() < 2 * self.workers:
                 _, number, task = waiting.pop(max(range(len(waiting)), key=lambda i: waiting[i][0]))
-                with _quiet_fork_warning():  # with fork, the first submit forks every worker
+                first_fork = not self._forked and self._context.get_start_method() == "fork"
+                with _forking() if first_fork else contextlib.nullcontext():  # it forks every worker
                     futures[number] = pool.submit(fn, task)
+                self._forked = True
 
         try:
             while True:
@@ -239,6 +250,7 @@ class WorkerPool:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            self._forked = False
         if self._restore_arrow:
             _arrow_threads(self._restore_arrow)
         self._restore_arrow = None
