@@ -19,8 +19,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 T = TypeVar("T")
-_END = object()
 R = TypeVar("R")
+_END = object()  # the end of the task list
 
 # Each worker is one core's worth of work: libraries must not start thread pools of their own.
 _ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -34,25 +34,12 @@ def select_tasks(tasks: Sequence[T], rank: int = 0, world_size: int = 1) -> list
     return list(tasks[rank::world_size])
 
 
-def _arrow_threads(count: int) -> int | None:
-    """Set the size of pyarrow's thread pool (where pyarrow is loaded); returns the previous size."""
-    pa = sys.modules.get("pyarrow")
-    if pa is None:
-        return None
-    previous = pa.cpu_count()
-    pa.set_cpu_count(count)
-    return previous
-
-
-def _one_core() -> None:
-    """Limit this worker to one core's worth of threads: the environment for libraries still to start,
-    and pyarrow's thread pool, which a forked worker inherits at its parent's size."""
-    os.environ.update(_ONE_THREAD)
-    _arrow_threads(1)
-
-
 def _init_worker(initializer: Callable | None, initargs: tuple) -> None:
-    _one_core()
+    # One core's worth of threads: the environment for libraries still to start (pyarrow sizes its pool
+    # by OMP_NUM_THREADS), and pyarrow's pool itself where a forked worker inherits it at its parent's size.
+    os.environ.update(_ONE_THREAD)
+    if "pyarrow" in sys.modules:
+        sys.modules["pyarrow"].set_cpu_count(1)
     if initializer is not None:
         initializer(*initargs)
 
@@ -157,7 +144,6 @@ class WorkerPool:
         self._initializer: tuple[Callable, tuple] | None = None
         self._pool: ProcessPoolExecutor | None = None
         self._mapped = False
-        self._restore_arrow: int | None = None  # with one worker: pyarrow's pool size to restore at close
         self._forked = False  # the workers have started
 
     def initialize(self, initializer: Callable, *initargs) -> None:
@@ -181,8 +167,6 @@ class WorkerPool:
         """
         self._mapped = True
         if self.workers <= 1:
-            if self._restore_arrow is None:  # this process is the one worker: one core, as a child would be
-                self._restore_arrow = _arrow_threads(1) or 0
             for task in tasks:
                 yield fn(task)
             return
@@ -251,9 +235,6 @@ class WorkerPool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
             self._forked = False
-        if self._restore_arrow:
-            _arrow_threads(self._restore_arrow)
-        self._restore_arrow = None
 
     def __enter__(self) -> "WorkerPool":
         return self

@@ -49,16 +49,7 @@ class WikiDumpSource(FileSource):
 
     def check(self) -> None:
         super().check()
-        head, root = b"", None
-        with _open_dump(self._file) as (stream, _raw):
-            # Little by little: past a multistream dump's header stream, any byte costs a whole bz2 block.
-            while root is None and len(head) < PROBE_BYTES:
-                chunk = _read_or_fail(self._file, stream, min(len(head) + 1024, PROBE_BYTES - len(head)),
-                                      partial=True)
-                head += chunk
-                root = _root_element(head)
-                if not chunk:
-                    break
+        root = _root_element(self._head(lambda head: _root_element(head) is not None, PROBE_BYTES))
         if root is None:
             raise file_error(self._file, "not a MediaWiki XML dump (no XML element at the start)")
         if root != "mediawiki":
@@ -88,16 +79,24 @@ class WikiDumpSource(FileSource):
 
     def _header_namespaces(self) -> dict[str, str]:
         """The title prefixes of <siteinfo>'s namespaces (parts need them for dumps without <ns>)."""
-        head, step = b"", 1024  # growing reads: the header stream ends at </siteinfo>, and any byte
-        with _open_dump(self._file) as (stream, _raw):  # past it costs the decoding of a whole bz2 block
-            while _SITEINFO_END not in head and _PAGE_START not in head:
-                chunk = _read_or_fail(self._file, stream, step, partial=True)
-                if not chunk:
-                    break
-                head, step = head + chunk, min(2 * step, PROBE_BYTES)
+        head = self._head(lambda head: _SITEINFO_END in head or _PAGE_START in head)
         parser, handler = _make_parser()
         _parse_or_fail(self._file, parser, head.partition(_PAGE_START)[0], final=False)
         return handler.namespace_prefixes
+
+    def _head(self, enough, limit: int | None = None) -> bytes:
+        """The dump's first bytes, read until `enough(head)`, the end of the file or `limit` bytes. Reads
+        start small and grow, each no further than bytes at hand: past a multistream dump's header stream
+        (which ends at </siteinfo>), any byte costs the decoding of a whole bz2 block."""
+        head, step = b"", 1024
+        with _open_dump(self._file) as (stream, _raw):
+            while not enough(head) and (limit is None or len(head) < limit):
+                want = step if limit is None else min(step, limit - len(head))
+                chunk = _read_or_fail(self._file, stream, want, partial=True)
+                if not chunk:
+                    break
+                head, step = head + chunk, min(2 * step, PROBE_BYTES)
+        return head
 
     def pages(self) -> Iterator["Page"]:
         """Every page of the dump, in file order."""
