@@ -159,3 +159,47 @@ def test_every_worker_is_one_core_even_when_forked_from_a_bigger_pool():
             assert set(pool.map_ordered(arrow_threads, range(4))) == {1}
     finally:
         pyarrow.set_cpu_count(before)
+
+
+def arrow_allocator(_task) -> str:
+    import pyarrow
+
+    return pyarrow.default_memory_pool().backend_name
+
+
+def test_workers_allocate_with_the_c_library_unless_the_user_chose_an_allocator(monkeypatch):
+    import pyarrow
+
+    pyarrow.default_memory_pool()  # the parent's default pool is set up before the workers fork
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
+        assert set(pool.map_ordered(arrow_allocator, range(4))) == {"system"}
+    if "mimalloc" not in pyarrow.supported_memory_backends():
+        pytest.skip("this pyarrow has no mimalloc")
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
+    monkeypatch.setenv("SHAREBERT_START_METHOD", "spawn")  # a fresh pyarrow reads the choice
+    with WorkerPool(2) as pool:
+        assert set(pool.map_ordered(arrow_allocator, range(4))) == {"mimalloc"}
+
+
+def test_tasks_run_in_this_process_allocate_with_the_c_library_too(monkeypatch):
+    import pyarrow
+
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
+    before = pyarrow.default_memory_pool()
+    try:
+        with WorkerPool(1) as pool:
+            assert list(pool.map_ordered(arrow_allocator, range(2))) == ["system", "system"]
+    finally:
+        pyarrow.set_memory_pool(before)
+
+
+def test_released_workers_exit_while_this_process_goes_on():
+    with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
+        workers = set(pid for _, pid in pool.map_ordered(square_with_pid, range(4)))
+        pool.release()
+        with pytest.raises(RuntimeError):
+            list(pool.map_ordered(square_with_pid, range(2)))
+    for pid in workers:  # gone (and reaped) once the pool is closed
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)

@@ -179,9 +179,9 @@ def mask(config: MaskConfig) -> formats.Manifest:
             workers,
         )
         results = _make_files(pool, tasks, config.dup_factor)
-
-    manifest = _build_manifest(config, info, vocab_info, results)
-    formats.write_manifest(config.output_dir, manifest)
+        pool.release()  # the workers exit while the manifest is written
+        manifest = _build_manifest(config, info, vocab_info, results)
+        formats.write_manifest(config.output_dir, manifest)
     _log_summary(config, manifest, results, time.perf_counter() - started)
     return manifest
 

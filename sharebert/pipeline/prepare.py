@@ -192,10 +192,11 @@ def prepare(config: PrepareConfig) -> dict:
         written = time.perf_counter()
         records = _write_shards(config, spills, results, work, pool)
         log.debug("phase 3 (shards): %.2f s", time.perf_counter() - written)
+        pool.release()  # the workers exit while the last files are written
 
-    write_bytes_atomic(config.output_dir / formats.VOCAB_FILE, Path(vocab_path).read_bytes())
-    info = prepare_output.prepare_info(config, sources, stats, results, placement, records, vocab_path, trained)
-    write_json_atomic(config.output_dir / formats.PREPARE_INFO_FILE, info)
+        write_bytes_atomic(config.output_dir / formats.VOCAB_FILE, Path(vocab_path).read_bytes())
+        info = prepare_output.prepare_info(config, sources, stats, results, placement, records, vocab_path, trained)
+        write_json_atomic(config.output_dir / formats.PREPARE_INFO_FILE, info)
     shutil.rmtree(work, ignore_errors=True)
     _log_summary(config, sources, info, time.perf_counter() - started)
     return info
