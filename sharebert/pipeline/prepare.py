@@ -395,7 +395,7 @@ def _place(config: PrepareConfig, spills: list[Path], results: list[BatchResult]
     def sentence_lengths(docs: np.ndarray) -> dict[int, np.ndarray]:
         found: dict[int, np.ndarray] = {}
         batch_of = np.searchsorted(first_doc, docs, side="right") - 1
-        for batch in np.unique(batch_of).tolist():
+        for batch in sorted(set(batch_of.tolist())):  # (np.unique would import numpy.ma: 0.02 s)
             in_batch = docs[batch_of == batch]
             rows = (in_batch - first_doc[batch]).tolist()
             lengths = sentence_token_lengths(spills[batch], rows)

@@ -15,7 +15,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
 
 from .. import __version__
 from ..errors import file_error
@@ -172,7 +171,7 @@ def prepare_info(config, sources, stats, results, placement, records, vocab_path
             "shards": len(mine),
             **{key: sum(r[key] for r in mine) for key in ("documents", "sentences", "tokens", "bytes")},
         }
-    cut_docs = len(np.unique(placement.part_doc))
+    cut_docs = len(set(placement.part_doc.tolist()))  # (np.unique would import numpy.ma: 0.02 s)
     return {
         "format_version": formats.PREPARE_FORMAT_VERSION,
         "sharebert_version": __version__,
