@@ -15,7 +15,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from .. import __version__
 from ..errors import file_error
 from ..fileio import read_json, remove_stale_parts, sha256_file, write_json_atomic
