@@ -203,3 +203,35 @@ def test_released_workers_exit_while_this_process_goes_on():
     for pid in workers:  # gone (and reaped) once the pool is closed
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
+
+
+_ERROR_IN_A_TASK = """
+import pickle
+from sharebert.pipeline.parallel import WorkerPool
+
+errors = 0
+for _ in range(8):  # the hang this guards against came one time in three
+    try:
+        with WorkerPool(2) as pool:
+            list(pool.map_ordered(lambda x: x, range(3)))  # a lambda cannot be pickled
+    except pickle.PicklingError:
+        errors += 1
+print(errors, "errors")
+"""
+
+
+def test_an_error_in_a_task_never_leaves_the_pool_waiting_for_its_workers(tmp_path):
+    import signal
+
+    root = Path(__file__).resolve().parents[1]
+    log = tmp_path / "out.txt"
+    with open(log, "w") as out:  # not a pipe: orphaned workers would hold it open
+        child = subprocess.Popen([sys.executable, "-c", _ERROR_IN_A_TASK], cwd=root, stdout=out, stderr=out,
+                                 start_new_session=True, env={**os.environ, "PYTHONPATH": str(root)})  # fmt: skip
+        try:
+            child.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+            pytest.fail(f"the pool hung after an error in a task: {log.read_text()}")
+    assert log.read_text().strip().splitlines()[-1] == "8 errors"

@@ -273,8 +273,18 @@ class WorkerPool:
     def __enter__(self) -> "WorkerPool":
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None:
+            self._stop_workers()
         self.close()
+
+    def _stop_workers(self) -> None:
+        """On an error, the workers' tasks are of no use, and waiting for them can hang: after a task that
+        cannot be pickled, the executor's shutdown sometimes never returns (CPython 3.11, forked workers).
+        Their unfinished files have temporary names; a rerun removes them."""
+        if self._pool is not None:
+            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+                process.terminate()
 
 
 def map_ordered(
