@@ -167,31 +167,34 @@ def arrow_allocator(_task) -> str:
     return pyarrow.default_memory_pool().backend_name
 
 
-def test_workers_allocate_with_the_c_library_unless_the_user_chose_an_allocator(monkeypatch):
+@pytest.fixture
+def parent_on_mimalloc(monkeypatch):
+    """This process allocating with pyarrow's default, mimalloc, and no allocator chosen in the environment
+    (both as they were afterwards: earlier pools in this process may have switched them)."""
     import pyarrow
 
-    pyarrow.default_memory_pool()  # the parent's default pool is set up before the workers fork
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
-        assert set(pool.map_ordered(arrow_allocator, range(4))) == {"system"}
     if "mimalloc" not in pyarrow.supported_memory_backends():
         pytest.skip("this pyarrow has no mimalloc")
+    monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")  # so that teardown restores the variable
+    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL")
+    before = pyarrow.default_memory_pool()
+    pyarrow.set_memory_pool(pyarrow.mimalloc_memory_pool())
+    yield
+    pyarrow.set_memory_pool(before)
+
+
+def test_workers_allocate_with_the_c_library_unless_the_user_chose_an_allocator(parent_on_mimalloc, monkeypatch):
+    with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:  # forked: mimalloc inherited
+        assert set(pool.map_ordered(arrow_allocator, range(4))) == {"system"}
     monkeypatch.setenv("ARROW_DEFAULT_MEMORY_POOL", "mimalloc")
     monkeypatch.setenv("SHAREBERT_START_METHOD", "spawn")  # a fresh pyarrow reads the choice
     with WorkerPool(2) as pool:
         assert set(pool.map_ordered(arrow_allocator, range(4))) == {"mimalloc"}
 
 
-def test_tasks_run_in_this_process_allocate_with_the_c_library_too(monkeypatch):
-    import pyarrow
-
-    monkeypatch.delenv("ARROW_DEFAULT_MEMORY_POOL", raising=False)
-    before = pyarrow.default_memory_pool()
-    try:
-        with WorkerPool(1) as pool:
-            assert list(pool.map_ordered(arrow_allocator, range(2))) == ["system", "system"]
-    finally:
-        pyarrow.set_memory_pool(before)
+def test_tasks_run_in_this_process_allocate_with_the_c_library_too(parent_on_mimalloc):
+    with WorkerPool(1) as pool:
+        assert list(pool.map_ordered(arrow_allocator, range(2))) == ["system", "system"]
 
 
 def test_released_workers_exit_while_this_process_goes_on():

@@ -257,8 +257,7 @@ class WorkerPool:
         """Let the workers exit now, while this process goes on; `close` (or leaving the `with`) waits
         for them. No task may be given after this."""
         if self._pool is not None:
-            # The executor forgets its processes on a shutdown that does not wait: keep them to join.
-            self._released = list((getattr(self._pool, "_processes", None) or {}).values())
+            self._released = self._worker_processes()  # the executor forgets them on a shutdown that does not wait
             self._pool.shutdown(wait=False)
 
     def close(self) -> None:
@@ -282,9 +281,13 @@ class WorkerPool:
         """On an error, the workers' tasks are of no use, and waiting for them can hang: after a task that
         cannot be pickled, the executor's shutdown sometimes never returns (CPython 3.11, forked workers).
         Their unfinished files have temporary names; a rerun removes them."""
-        if self._pool is not None:
-            for process in list((getattr(self._pool, "_processes", None) or {}).values()):
-                process.terminate()
+        for process in self._worker_processes():
+            process.terminate()
+
+    def _worker_processes(self) -> list:
+        """The executor's live worker processes (a private attribute of ProcessPoolExecutor, there from
+        CPython 3.8 to 3.13; without it, none)."""
+        return list((getattr(self._pool, "_processes", None) or {}).values())
 
 
 def map_ordered(
