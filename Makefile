@@ -1,6 +1,6 @@
 # Two entry points that work on a fresh machine:
 #   make demo   set up .venv and run the whole pipeline on the built-in corpus (no downloads)
-#   make test   set up .venv with the test tools and run the test suite
+#   make test   set up .venv with the test tools, lint and format-check (ruff), run the test suite
 VENV ?= .venv
 DEMO_DIR ?= runs/demo
 
@@ -16,4 +16,6 @@ demo: setup
 	bash scripts/demo.sh $(DEMO_DIR)
 
 test: setup-dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/python -m pytest -q tests

@@ -53,7 +53,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--dup-factor", type=int, default=5)
     p.add_argument("--train-shards", type=int, default=16, help="train shards of the replica (prepare)")
     p.add_argument("--work-dir", type=Path, help="keep the files here (default: a temporary folder)")
-    p.add_argument("--repeat", type=int, default=3, help="mask runs per worker count, interleaved; the median is reported")
+    p.add_argument(
+        "--repeat", type=int, default=3, help="mask runs per worker count, interleaved; the median is reported"
+    )
     p.add_argument("--json", type=Path, help="also write the measurements here")
     p.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p.parse_args(argv)

@@ -51,12 +51,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, help="micro-batch (default: 250 on a GPU, 8 on the CPU); halved on OOM")
     p.add_argument("--seq-len", type=int, default=128)
     p.add_argument("--masked", type=int, default=20, help="mask slots per sample (max_predictions_per_seq)")
-    p.add_argument("--pad-fraction", type=float, default=0.1,
-                   help="fraction of samples shorter than --seq-len (the data's short_seq_prob); 0 drops the mask")
+    p.add_argument(
+        "--pad-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of samples shorter than --seq-len (the data's short_seq_prob); 0 drops the mask",
+    )
     p.add_argument("--steps", type=int, help="timed steps (default: 20 on a GPU, 2 on the CPU)")
     p.add_argument("--warmup", type=int, help="untimed steps first (default: 5 on a GPU, 1 on the CPU)")
-    p.add_argument("--dtype", choices=DTYPES, help="autocast dtype, weights stay fp32 (default: bf16 on a GPU, "
-                                                   "fp32 on the CPU)")
+    p.add_argument(
+        "--dtype", choices=DTYPES, help="autocast dtype, weights stay fp32 (default: bf16 on a GPU, fp32 on the CPU)"
+    )
     p.add_argument("--compile", action="store_true", help="torch.compile sharebert's model")
     p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--checkpointing", action="store_true", help="activation checkpointing in sharebert's model")
@@ -65,9 +70,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
     args = p.parse_args(argv)
     gpu = args.device.startswith("cuda")
-    defaults = dict(preset="base" if gpu else "tiny", batch=250 if gpu else 8, dtype="bf16" if gpu else "fp32",
-                    steps=20 if gpu else 2,
-                    warmup=5 if gpu else 1, matmul_size=8192 if gpu else 512)
+    defaults = dict(
+        preset="base" if gpu else "tiny",
+        batch=250 if gpu else 8,
+        dtype="bf16" if gpu else "fp32",
+        steps=20 if gpu else 2,
+        warmup=5 if gpu else 1,
+        matmul_size=8192 if gpu else 512,
+    )
     for name, value in defaults.items():
         if getattr(args, name) is None:
             setattr(args, name, value)
@@ -76,12 +86,14 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def step_flops(cfg: ShareBertConfig, batch: int, seq_len: int, masked: int) -> float:
     """Analytic FLOPs of one training step (see the module docstring)."""
-    V, F, H, I, L = (cfg.vocab_size, cfg.factor_size, cfg.hidden_size, cfg.intermediate_size,
-                     cfg.num_hidden_layers)
+    V, F, H, I, L = (cfg.vocab_size, cfg.factor_size, cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers)
     tokens = batch * seq_len
     layer = 2 * (4 * H * H + 2 * H * I) + 4 * seq_len * H
-    forward = (tokens * (L * layer + 2 * F * H) + 2 * V * F * cfg.carve_layout().used_columns
-               + batch * masked * 2 * (H * H + H * V))
+    forward = (
+        tokens * (L * layer + 2 * F * H)
+        + 2 * V * F * cfg.carve_layout().used_columns
+        + batch * masked * 2 * (H * H + H * V)
+    )
     return 3.0 * forward
 
 
@@ -105,8 +117,15 @@ def matmul_rate(n: int, dtype: torch.dtype, device: torch.device, repeats: int =
     return 2.0 * n**3 * repeats / (time.perf_counter() - start)
 
 
-def random_batch(cfg: ShareBertConfig, batch: int, seq_len: int, masked: int, pad_fraction: float,
-                 device: torch.device, seed: int = 0) -> dict:
+def random_batch(
+    cfg: ShareBertConfig,
+    batch: int,
+    seq_len: int,
+    masked: int,
+    pad_fraction: float,
+    device: torch.device,
+    seed: int = 0,
+) -> dict:
     """Pretraining-shaped random inputs: [CLS] tokens [SEP] [PAD]..., two segments, M mask slots."""
     gen = torch.Generator().manual_seed(seed)
     lengths = torch.full((batch,), seq_len)
@@ -175,8 +194,12 @@ def run_one(name: str, build, args, cfg: ShareBertConfig, device: torch.device) 
             forward = params_model = batch = None
             torch.cuda.empty_cache()
     flops = step_flops(cfg, batch_size, args.seq_len, args.masked)
-    result.update(batch=batch_size, samples_per_second=batch_size / result["step_seconds"],
-                  tflops=flops / result["step_seconds"] / 1e12, flops_per_step=flops)
+    result.update(
+        batch=batch_size,
+        samples_per_second=batch_size / result["step_seconds"],
+        tflops=flops / result["step_seconds"] / 1e12,
+        flops_per_step=flops,
+    )
     if device.type == "cuda":
         result["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         torch.cuda.reset_peak_memory_stats(device)
@@ -204,10 +227,20 @@ def main(argv=None) -> dict:
     if not args.no_plain:
         results["plain"] = run_one("plain", build_plain, args, cfg, device)
     report(args, cfg, device, ceiling, results)
-    summary = {"device": device_name(device), "torch": torch.__version__, "preset": args.preset,
-               "dtype": args.dtype, "compile": args.compile, "compile_mode": args.compile_mode,
-               "seq_len": args.seq_len, "masked": args.masked, "pad_fraction": args.pad_fraction,
-               "matmul_tflops": ceiling, "matmul_size": args.matmul_size, **results}
+    summary = {
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "preset": args.preset,
+        "dtype": args.dtype,
+        "compile": args.compile,
+        "compile_mode": args.compile_mode,
+        "seq_len": args.seq_len,
+        "masked": args.masked,
+        "pad_fraction": args.pad_fraction,
+        "matmul_tflops": ceiling,
+        "matmul_size": args.matmul_size,
+        **results,
+    }
     if args.json:
         print(json.dumps(summary))
     return summary
@@ -223,19 +256,26 @@ def device_name(device: torch.device) -> str:
 
 
 def report(args, cfg, device, ceiling, results) -> None:
-    print(f"device: {device_name(device)}, torch {torch.__version__}, autocast {args.dtype}, "
-          f"compile: {args.compile_mode or 'default' if args.compile else 'no'}")
-    print(f"matmul ceiling ({args.matmul_size}x{args.matmul_size}, {matmul_dtype(args, device)}): "
-          f"{ceiling:,.4g} TFLOP/s")
-    print(f"model: ShareBERT {args.preset} (V={cfg.vocab_size} F={cfg.factor_size} H={cfg.hidden_size} "
-          f"I={cfg.intermediate_size} L={cfg.num_hidden_layers} A={cfg.num_attention_heads}), seq {args.seq_len}, "
-          f"{args.masked} mask slots, {args.pad_fraction:.0%} short samples, {args.steps} timed steps")
+    print(
+        f"device: {device_name(device)}, torch {torch.__version__}, autocast {args.dtype}, "
+        f"compile: {args.compile_mode or 'default' if args.compile else 'no'}"
+    )
+    print(
+        f"matmul ceiling ({args.matmul_size}x{args.matmul_size}, {matmul_dtype(args, device)}): {ceiling:,.4g} TFLOP/s"
+    )
+    print(
+        f"model: ShareBERT {args.preset} (V={cfg.vocab_size} F={cfg.factor_size} H={cfg.hidden_size} "
+        f"I={cfg.intermediate_size} L={cfg.num_hidden_layers} A={cfg.num_attention_heads}), seq {args.seq_len}, "
+        f"{args.masked} mask slots, {args.pad_fraction:.0%} short samples, {args.steps} timed steps"
+    )
     for name, r in results.items():
         label = f"sharebert ({'compiled' if args.compile else 'eager'})" if name == "sharebert" else "plain (eager)"
         memory = f", peak {r['peak_memory_gib']:.1f} GiB" if "peak_memory_gib" in r else ""
-        print(f"{label:<22} micro-batch {r['batch']:>4}: {r['samples_per_second']:>9,.1f} samples/s, "
-              f"step {r['step_seconds'] * 1e3:,.1f} ms, {r['tflops']:,.4g} TFLOP/s "
-              f"= {r['tflops'] / ceiling:.2f} of the matmul rate{memory}")
+        print(
+            f"{label:<22} micro-batch {r['batch']:>4}: {r['samples_per_second']:>9,.1f} samples/s, "
+            f"step {r['step_seconds'] * 1e3:,.1f} ms, {r['tflops']:,.4g} TFLOP/s "
+            f"= {r['tflops'] / ceiling:.2f} of the matmul rate{memory}"
+        )
     if "plain" in results:
         ratio = results["sharebert"]["samples_per_second"] / results["plain"]["samples_per_second"]
         print(f"speed-up over the plain implementation: {ratio:.2f}x")

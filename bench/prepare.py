@@ -140,8 +140,10 @@ def main(argv=None) -> None:
         copies = max(1, -(-int(args.target_mb * MB) // DumpPages(args.dump).page_bytes))
         xml_bytes = write_replica(args.dump, dump, copies, "multistream" if per_stream else "bz2", per_stream or 0)
         layout = f"multistream, {per_stream} pages per bz2 stream" if per_stream else "one bz2 stream"
-        print(f"dump: {copies} copies of {args.dump.name}: {xml_bytes / MB:.1f} MB of XML, "
-              f"{dump.stat().st_size / MB:.1f} MB bz2, {layout} (built in {time.perf_counter() - started:.1f} s)")
+        print(
+            f"dump: {copies} copies of {args.dump.name}: {xml_bytes / MB:.1f} MB of XML, "
+            f"{dump.stat().st_size / MB:.1f} MB bz2, {layout} (built in {time.perf_counter() - started:.1f} s)"
+        )
         runs, timings = {}, {w: [] for w in workers}
         for _ in range(args.repeat):  # interleaved, so a drift of the machine touches every worker count alike
             for w in workers:

@@ -77,8 +77,9 @@ def synthetic_samples(folder: Path, rows: int, vocab_size: int) -> Path:
 
 def loader_rate(samples: Path, micro_batch: int, batches: int, pin: bool) -> float:
     """Micro-batches per second through the loader and its prefetch thread alone."""
-    opened = data.open_training_samples(samples, vocab_size=data.formats.read_manifest(samples).vocab_size,
-                                        max_position_embeddings=10**6)
+    opened = data.open_training_samples(
+        samples, vocab_size=data.formats.read_manifest(samples).vocab_size, max_position_embeddings=10**6
+    )
     layout = data.LoaderLayout(seed=0, world_size=1, rank=0, micro_batch_size=micro_batch)
     with data.Prefetcher(lambda: data.train_batches(opened, layout, data.DataPosition(), pin=pin)) as stream:
         next(stream)
@@ -90,9 +91,22 @@ def loader_rate(samples: Path, micro_batch: int, batches: int, pin: bool) -> flo
 
 def model_only_rate(args, bench_model) -> dict:
     """bench/model.py's step timing for sharebert's model, with this run's settings."""
-    margs = bench_model.parse_args(["--device", args.device, "--preset", args.preset, "--batch", str(args.micro_batch),
-                                    "--steps", str(args.steps), "--warmup", str(args.warmup), "--no-plain",
-                                    *(["--compile"] if args.compile else [])])
+    margs = bench_model.parse_args(
+        [
+            "--device",
+            args.device,
+            "--preset",
+            args.preset,
+            "--batch",
+            str(args.micro_batch),
+            "--steps",
+            str(args.steps),
+            "--warmup",
+            str(args.warmup),
+            "--no-plain",
+            *(["--compile"] if args.compile else []),
+        ]
+    )
     cfg = bench_model.ShareBertConfig.from_preset(args.preset)
     device = torch.device(args.device)
 
@@ -107,10 +121,12 @@ def model_only_rate(args, bench_model) -> dict:
 
 def end_to_end_rate(args, samples: Path, out: Path) -> dict:
     """samples/s of the real loop over the timed steps, from metrics.jsonl (one record per step)."""
-    flags = (f"--dataset_path {samples} --output_dir {out} --preset {args.preset} --max_steps "
-             f"{args.warmup + args.steps} --train_batch_size {args.train_batch_size} --train_micro_batch_size_per_gpu "
-             f"{args.micro_batch} --log_steps 1 --print_steps 1000000 --checkpoint_steps 1000000 "
-             f"--finetune_checkpoint_at_end false {'--compile' if args.compile else ''}")
+    flags = (
+        f"--dataset_path {samples} --output_dir {out} --preset {args.preset} --max_steps "
+        f"{args.warmup + args.steps} --train_batch_size {args.train_batch_size} --train_micro_batch_size_per_gpu "
+        f"{args.micro_batch} --log_steps 1 --print_steps 1000000 --checkpoint_steps 1000000 "
+        f"--finetune_checkpoint_at_end false {'--compile' if args.compile else ''}"
+    )
     if args.device == "cpu":
         flags += " --fp32"
     result = pretrain(build_config(build_parser().parse_args(["pretrain", *shlex.split(flags)])))
@@ -129,28 +145,45 @@ def main(argv=None) -> dict:
         tmp = Path(tmp)
         rows = (args.warmup + args.steps + 2) * args.train_batch_size
         samples = args.dataset_path or synthetic_samples(tmp / "samples", rows, vocab)
-        loader = loader_rate(samples, args.micro_batch, min(50, rows // args.micro_batch - 2),
-                             pin=args.device == "cuda")
+        loader = loader_rate(
+            samples, args.micro_batch, min(50, rows // args.micro_batch - 2), pin=args.device == "cuda"
+        )
         model_only = model_only_rate(args, bench_model)
         if args.device == "cuda":
             torch.cuda.empty_cache()
         e2e = end_to_end_rate(args, samples, tmp / "run")
     ratio = e2e["samples_per_s"] / model_only["samples_per_s"]
     device = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    print(f"device: {device}, preset {args.preset}, micro-batch {args.micro_batch}, "
-          f"train batch {args.train_batch_size}, "
-          f"{model_only['dtype']}, compile: {'yes' if args.compile else 'no'}")
+    print(
+        f"device: {device}, preset {args.preset}, micro-batch {args.micro_batch}, "
+        f"train batch {args.train_batch_size}, "
+        f"{model_only['dtype']}, compile: {'yes' if args.compile else 'no'}"
+    )
     print(f"loader alone (1 thread):        {loader * args.micro_batch:>10,.1f} samples/s")
-    print(f"model-only step (bench/model):  {model_only['samples_per_s']:>10,.1f} samples/s"
-          + (f" (micro-batch fell to {model_only['micro_batch']})"
-             if model_only["micro_batch"] != args.micro_batch else ""))
-    print(f"end-to-end pretrain loop:       {e2e['samples_per_s']:>10,.1f} samples/s over {e2e['steps']} steps "
-          f"= {ratio:.3f} of model-only (target >= 0.95)")
-    summary = {"device": device, "preset": args.preset, "micro_batch": args.micro_batch,
-               "train_batch_size": args.train_batch_size, "dtype": model_only["dtype"], "compile": args.compile,
-               "loader_samples_per_s": loader * args.micro_batch,
-               "model_only_samples_per_s": model_only["samples_per_s"],
-               "end_to_end_samples_per_s": e2e["samples_per_s"], "end_to_end_fraction": ratio}
+    print(
+        f"model-only step (bench/model):  {model_only['samples_per_s']:>10,.1f} samples/s"
+        + (
+            f" (micro-batch fell to {model_only['micro_batch']})"
+            if model_only["micro_batch"] != args.micro_batch
+            else ""
+        )
+    )
+    print(
+        f"end-to-end pretrain loop:       {e2e['samples_per_s']:>10,.1f} samples/s over {e2e['steps']} steps "
+        f"= {ratio:.3f} of model-only (target >= 0.95)"
+    )
+    summary = {
+        "device": device,
+        "preset": args.preset,
+        "micro_batch": args.micro_batch,
+        "train_batch_size": args.train_batch_size,
+        "dtype": model_only["dtype"],
+        "compile": args.compile,
+        "loader_samples_per_s": loader * args.micro_batch,
+        "model_only_samples_per_s": model_only["samples_per_s"],
+        "end_to_end_samples_per_s": e2e["samples_per_s"],
+        "end_to_end_fraction": ratio,
+    }
     if args.json:
         print(json.dumps(summary))
     return summary

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import bz2
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 _PAGE = re.compile(rb"<page>.*?</page>\s*", re.S)
 _TITLE = re.compile(rb"<title>(.*?)</title>")
@@ -51,7 +51,7 @@ def write_replica(source: Path, target: Path, copies: int, layout: str = "bz2", 
     if layout == "multistream":
         return _write_multistream(dump, target, copies, pages_per_stream)
     size = len(dump.head) + len(dump.tail)
-    with (bz2.BZ2File(target, "wb", compresslevel=9) if layout == "bz2" else open(target, "wb")) as out:
+    with bz2.BZ2File(target, "wb", compresslevel=9) if layout == "bz2" else open(target, "wb") as out:
         out.write(dump.head)
         for page in dump.repeated(copies):
             out.write(page)

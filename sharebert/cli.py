@@ -47,7 +47,9 @@ def _add_prepare(sub, common) -> None:
                             type=lambda path, k=source_kind: (k, path))  # fmt: skip
     inputs.add_argument("--builtin", dest="inputs", action="append_const", const=("builtin", "python-stdlib"),
                         help="the built-in corpus: pydoc topics and standard-library docstrings (the default)")  # fmt: skip
-    inputs.add_argument("--text-column", default="text", metavar="NAME", help="dataset column with the text (default text)")
+    inputs.add_argument(
+        "--text-column", default="text", metavar="NAME", help="dataset column with the text (default text)"
+    )
     inputs.add_argument("--hf-split", default="train", metavar="SPLIT", help="dataset split to read (default train)")
     vocab = p.add_argument_group("tokenization")
     choice = vocab.add_mutually_exclusive_group()
@@ -67,7 +69,9 @@ def _add_prepare(sub, common) -> None:
     out.add_argument("--seed", type=int, default=42, help="seed of the train/test split and placement (default 42)")
     out.add_argument("--keep-text", action="store_true", help="also store each sentence's text in the shards")
     out.add_argument("--overwrite", action="store_true", help="replace the output of a different prepare run")
-    out.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores); output is the same for any N")
+    out.add_argument(
+        "--workers", type=int, metavar="N", help="processes (default: all cores); output is the same for any N"
+    )
 
     def run_prepare(args) -> int:
         from .pipeline.prepare import PrepareConfig, default_workers, prepare
@@ -104,21 +108,37 @@ def _add_mask(sub, common) -> None:
         "(shard, duplicate), checked, with a manifest.json that `sharebert pretrain` reads. Rerunning the "
         "same command resumes. With --validate-only, check an existing samples folder instead.",
     )
-    p.add_argument("folder", metavar="PREPARED_DIR", help="output of `sharebert prepare` (SAMPLES_DIR with --validate-only)")
+    p.add_argument(
+        "folder", metavar="PREPARED_DIR", help="output of `sharebert prepare` (SAMPLES_DIR with --validate-only)"
+    )
     p.add_argument("-o", "--output", metavar="SAMPLES_DIR", help="folder for the samples and manifest.json")
     p.add_argument("--max-seq-length", type=int, metavar="S", help="tokens per sample incl. [CLS]/[SEP] (default 128)")
-    p.add_argument("--max-predictions-per-seq", type=int, metavar="M", help="masked positions per sample at most (default 20)")
+    p.add_argument(
+        "--max-predictions-per-seq", type=int, metavar="M", help="masked positions per sample at most (default 20)"
+    )
     p.add_argument("--masked-lm-prob", type=float, metavar="P", help="fraction of tokens masked (default 0.15)")
-    p.add_argument("--short-seq-prob", type=float, metavar="P", help="chance a document aims at a shorter length (default 0.1)")
-    p.add_argument("--dup-factor", type=int, metavar="N", help="masked copies of every shard, each with its own seed (default 5)")
+    p.add_argument(
+        "--short-seq-prob", type=float, metavar="P", help="chance a document aims at a shorter length (default 0.1)"
+    )
+    p.add_argument(
+        "--dup-factor", type=int, metavar="N", help="masked copies of every shard, each with its own seed (default 5)"
+    )
     p.add_argument("--seed", type=int, help="seed of every random choice (default 42)")
-    p.add_argument("--nsp", action="store_true", default=None, help="sentence pairs with next-sentence labels (original BERT)")
+    p.add_argument(
+        "--nsp", action="store_true", default=None, help="sentence pairs with next-sentence labels (original BERT)"
+    )
     p.add_argument("--whole-word-masking", action="store_true", default=None, help="mask whole words, not word pieces")
-    p.add_argument("--workers", type=int, metavar="N", help="processes (default: all cores); the output is the same for any N")
+    p.add_argument(
+        "--workers", type=int, metavar="N", help="processes (default: all cores); the output is the same for any N"
+    )
     p.add_argument("--overwrite", action="store_true", default=None, help="replace samples made with other settings")
     p.add_argument("--gzip-level", type=int, metavar="L", help="HDF5 gzip level 0-9 (default 1)")
-    p.add_argument("--validate-only", action="store_true", help="check the samples in the folder; exit 2 on any problem")
-    p.add_argument("--vocab", metavar="VOCAB_TXT", help="with --validate-only: the vocab (needed without manifest.json)")
+    p.add_argument(
+        "--validate-only", action="store_true", help="check the samples in the folder; exit 2 on any problem"
+    )
+    p.add_argument(
+        "--vocab", metavar="VOCAB_TXT", help="with --validate-only: the vocab (needed without manifest.json)"
+    )
     p.set_defaults(func=_run_mask)
 
 
@@ -159,14 +179,25 @@ def _run_mask(args) -> int:
 # ---------------------------------------------------------------- sharebert model
 def _add_model(sub, common) -> None:
     p = sub.add_parser(
-        "model", parents=[common], help="print the parameter summary of a model preset or a saved model folder",
+        "model",
+        parents=[common],
+        help="print the parameter summary of a model preset or a saved model folder",
         description="Parameter counts per component (encoder without and with its heads) of a preset with "
-                    "overrides (counted without allocating the model) or of a saved model folder.")
+        "overrides (counted without allocating the model) or of a saved model folder.",
+    )
     source = p.add_mutually_exclusive_group()
     source.add_argument("--preset", default="base", help="tiny, small, base or large (default: base)")
-    source.add_argument("--folder", metavar="DIR", help="a model folder (config.json + weights), ours or the reference's")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
-                   help="override a config field of the preset, e.g. --set num_hidden_layers=6 (repeatable)")
+    source.add_argument(
+        "--folder", metavar="DIR", help="a model folder (config.json + weights), ours or the reference's"
+    )
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a config field of the preset, e.g. --set num_hidden_layers=6 (repeatable)",
+    )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=_run_model)
 
@@ -201,7 +232,9 @@ def _add_pretrain(sub, common) -> None:
 def _add_finetune(sub, common) -> None:
     """Flags of Hugging Face's run_glue (the reference's fine-tuning script), spelled the same way."""
     p = sub.add_parser(
-        "finetune", parents=[common], help="fine-tune and evaluate on GLUE, write submission files",
+        "finetune",
+        parents=[common],
+        help="fine-tune and evaluate on GLUE, write submission files",
         description="Fine-tune a ShareBERT model folder on GLUE tasks (defaults: the published settings), "
         "report GLUE's metrics per task and seed, save the best checkpoint and GLUE submission files.",
     )
@@ -219,16 +252,29 @@ def _add_finetune(sub, common) -> None:
 
     g = p.add_argument_group("model and data")
     g.add_argument("--model_name_or_path", required=True, help="model folder (sharebert pretrain output or reference)")
-    g.add_argument("--task_name", required=True, nargs="+", help="cola sst2 mrpc qqp stsb mnli qnli rte wnli, "
-                   "GLUE spellings (SST-2, STS-B, CoLA), or all")
+    g.add_argument(
+        "--task_name",
+        required=True,
+        nargs="+",
+        help="cola sst2 mrpc qqp stsb mnli qnli rte wnli, GLUE spellings (SST-2, STS-B, CoLA), or all",
+    )
     g.add_argument("--data_dir", help="GLUE folder in the original TSV layout (CoLA/, SST-2/, ..., MNLI/)")
-    g.add_argument("--dataset_name", help="Hugging Face dataset: a hub name (e.g. nyu-mll/glue, downloads) or a "
-                   "local folder of Parquet/Arrow files or save_to_disk output")
+    g.add_argument(
+        "--dataset_name",
+        help="Hugging Face dataset: a hub name (e.g. nyu-mll/glue, downloads) or a "
+        "local folder of Parquet/Arrow files or save_to_disk output",
+    )
     g.add_argument("--output_dir", required=True)
     switch(g, "--overwrite_output_dir", "rerun everything instead of reusing finished runs in output_dir")
     case = g.add_mutually_exclusive_group()
-    case.add_argument("--do_lower_case", dest="lowercase", action="store_const", const=True, default=None,
-                      help="lowercase the input (default: the model folder's setting, else uncased)")
+    case.add_argument(
+        "--do_lower_case",
+        dest="lowercase",
+        action="store_const",
+        const=True,
+        default=None,
+        help="lowercase the input (default: the model folder's setting, else uncased)",
+    )
     case.add_argument("--cased", dest="lowercase", action="store_const", const=False, help="keep the case")
     g.add_argument("--max_seq_length", type=int, default=128)
     for split in ("train", "eval", "predict"):
@@ -247,7 +293,9 @@ def _add_finetune(sub, common) -> None:
     t.add_argument("--adam_epsilon", type=float, default=1e-8)
     t.add_argument("--num_train_epochs", type=float, default=5.0)
     t.add_argument("--max_steps", type=int, default=-1, help="> 0: train this many steps, overriding epochs")
-    t.add_argument("--lr_scheduler_type", default="polynomial", help="polynomial, linear, constant, constant_with_warmup")
+    t.add_argument(
+        "--lr_scheduler_type", default="polynomial", help="polynomial, linear, constant, constant_with_warmup"
+    )
     t.add_argument("--warmup_steps", type=int, default=50)
     t.add_argument("--warmup_ratio", type=float, default=0.0, help="used when --warmup_steps is 0")
     t.add_argument("--lr_end", type=float, default=1e-7, help="final LR of the polynomial schedule")
@@ -259,17 +307,29 @@ def _add_finetune(sub, common) -> None:
     n = p.add_argument_group("precision and device")
     switch(n, "--fp16", "fp16 mixed precision (GPU; the CPU always trains in fp32)")
     switch(n, "--bf16", "bf16 mixed precision (GPU)")
-    n.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16"),
-                   help="default auto: bf16 (fp16 where unsupported) on a GPU, fp32 on the CPU")
+    n.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        help="default auto: bf16 (fp16 where unsupported) on a GPU, fp32 on the CPU",
+    )
     n.add_argument("--fp16_backend", default="auto", help="accepted for compatibility; torch.amp is always used")
     n.add_argument("--local_rank", type=int, default=-1, help="accepted for compatibility (one process)")
     n.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    n.add_argument("--cpu_threads", type=int, default=0,
-                   help="CPU threads (default 0: one for narrow models such as the tiny preset, else all)")
+    n.add_argument(
+        "--cpu_threads",
+        type=int,
+        default=0,
+        help="CPU threads (default 0: one for narrow models such as the tiny preset, else all)",
+    )
 
     e = p.add_argument_group("evaluation, checkpoints, logging")
-    e.add_argument("--evaluation_strategy", "--eval_strategy", dest="evaluation_strategy", default="steps",
-                   help="steps, epoch or no")
+    e.add_argument(
+        "--evaluation_strategy",
+        "--eval_strategy",
+        dest="evaluation_strategy",
+        default="steps",
+        help="steps, epoch or no",
+    )
     e.add_argument("--eval_steps", type=int, default=50)
     e.add_argument("--save_steps", type=int, default=500, help="resume checkpoint every N steps (0: none)")
     e.add_argument("--logging_steps", type=int, default=50)
@@ -293,26 +353,48 @@ def _add_finetune(sub, common) -> None:
         stages = {name: getattr(args, name) for name in ("do_train", "do_eval", "do_predict")}
         implicit = all(v is None for v in stages.values())
         config = FinetuneConfig(
-            model_name_or_path=args.model_name_or_path, output_dir=args.output_dir, task_names=args.task_name,
-            data_dir=args.data_dir, dataset_name=args.dataset_name, max_seq_length=args.max_seq_length,
+            model_name_or_path=args.model_name_or_path,
+            output_dir=args.output_dir,
+            task_names=args.task_name,
+            data_dir=args.data_dir,
+            dataset_name=args.dataset_name,
+            max_seq_length=args.max_seq_length,
             per_device_train_batch_size=args.per_device_train_batch_size,
             per_device_eval_batch_size=args.per_device_eval_batch_size,
-            gradient_accumulation_steps=args.gradient_accumulation_steps, learning_rate=args.learning_rate,
-            weight_decay=args.weight_decay, adam_beta1=args.adam_beta1, adam_beta2=args.adam_beta2,
-            adam_epsilon=args.adam_epsilon, num_train_epochs=args.num_train_epochs, max_steps=args.max_steps,
-            lr_scheduler_type=args.lr_scheduler_type, warmup_steps=args.warmup_steps,
-            warmup_ratio=args.warmup_ratio, lr_end=args.lr_end, max_grad_norm=args.max_grad_norm,
+            gradient_accumulation_steps=args.gradient_accumulation_steps,
+            learning_rate=args.learning_rate,
+            weight_decay=args.weight_decay,
+            adam_beta1=args.adam_beta1,
+            adam_beta2=args.adam_beta2,
+            adam_epsilon=args.adam_epsilon,
+            num_train_epochs=args.num_train_epochs,
+            max_steps=args.max_steps,
+            lr_scheduler_type=args.lr_scheduler_type,
+            warmup_steps=args.warmup_steps,
+            warmup_ratio=args.warmup_ratio,
+            lr_end=args.lr_end,
+            max_grad_norm=args.max_grad_norm,
             precision=chosen[0] if chosen else (args.precision or "auto"),
-            evaluation_strategy=args.evaluation_strategy, eval_steps=args.eval_steps, save_steps=args.save_steps,
-            logging_steps=args.logging_steps, early_stopping_patience=args.early_stopping_patience,
-            do_train=implicit or bool(stages["do_train"]), do_eval=implicit or bool(stages["do_eval"]),
-            do_predict=implicit or bool(stages["do_predict"]), predict_optional=implicit,
+            evaluation_strategy=args.evaluation_strategy,
+            eval_steps=args.eval_steps,
+            save_steps=args.save_steps,
+            logging_steps=args.logging_steps,
+            early_stopping_patience=args.early_stopping_patience,
+            do_train=implicit or bool(stages["do_train"]),
+            do_eval=implicit or bool(stages["do_eval"]),
+            do_predict=implicit or bool(stages["do_predict"]),
+            predict_optional=implicit,
             seeds=args.seeds or [42 if args.seed is None else args.seed],
-            overwrite_output_dir=bool(args.overwrite_output_dir), lowercase=args.lowercase,
-            max_train_samples=args.max_train_samples, max_eval_samples=args.max_eval_samples,
-            max_predict_samples=args.max_predict_samples, device=args.device, cpu_threads=args.cpu_threads,
+            overwrite_output_dir=bool(args.overwrite_output_dir),
+            lowercase=args.lowercase,
+            max_train_samples=args.max_train_samples,
+            max_eval_samples=args.max_eval_samples,
+            max_predict_samples=args.max_predict_samples,
+            device=args.device,
+            cpu_threads=args.cpu_threads,
             wandb=bool(args.wandb) or "wandb" in args.report_to or "all" in args.report_to,
-            wandb_project=args.wandb_project, run_name=args.run_name,
+            wandb_project=args.wandb_project,
+            run_name=args.run_name,
         )
         report = finetune(config)
         print(render_summary(report), end="")

@@ -47,7 +47,7 @@ class QuietBar:
     def close(self) -> None:
         pass
 
-    def __enter__(self) -> "QuietBar":
+    def __enter__(self) -> QuietBar:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -26,7 +26,7 @@ class SpecialIds:
         return {"pad": self.pad, "unk": self.unk, "cls": self.cls, "sep": self.sep, "mask": self.mask}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "SpecialIds":
+    def from_dict(cls, d: dict) -> SpecialIds:
         return cls(**{k: int(d[k]) for k in ("pad", "unk", "cls", "sep", "mask")})
 
 

@@ -9,8 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 
 FOLDERS = {
-    "cola": "CoLA", "sst2": "SST-2", "mrpc": "MRPC", "qqp": "QQP", "stsb": "STS-B",
-    "mnli": "MNLI", "qnli": "QNLI", "rte": "RTE", "wnli": "WNLI",
+    "cola": "CoLA",
+    "sst2": "SST-2",
+    "mrpc": "MRPC",
+    "qqp": "QQP",
+    "stsb": "STS-B",
+    "mnli": "MNLI",
+    "qnli": "QNLI",
+    "rte": "RTE",
+    "wnli": "WNLI",
 }
 _STSB_COLS = "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2"
 _MNLI_COLS = (
@@ -73,9 +80,17 @@ def write_task(root: Path, task: str, train, dev, test, dev_mismatched=None) -> 
     labelled_header, test_header = HEADERS[task]
     _write(folder / "train.tsv", labelled_header, [labelled_row(task, i, *r) for i, r in enumerate(train)])
     if task == "mnli":
-        _write(folder / "dev_matched.tsv", MNLI_DEV_HEADER, [labelled_row(task, i, *r, dev=True) for i, r in enumerate(dev)])
+        _write(
+            folder / "dev_matched.tsv",
+            MNLI_DEV_HEADER,
+            [labelled_row(task, i, *r, dev=True) for i, r in enumerate(dev)],
+        )
         mm = dev if dev_mismatched is None else dev_mismatched
-        _write(folder / "dev_mismatched.tsv", MNLI_DEV_HEADER, [labelled_row(task, i, *r, dev=True) for i, r in enumerate(mm)])
+        _write(
+            folder / "dev_mismatched.tsv",
+            MNLI_DEV_HEADER,
+            [labelled_row(task, i, *r, dev=True) for i, r in enumerate(mm)],
+        )
         _write(folder / "test_matched.tsv", test_header, [unlabelled_row(task, i, *r) for i, r in enumerate(test)])
         _write(folder / "test_mismatched.tsv", test_header, [unlabelled_row(task, i, *r) for i, r in enumerate(test)])
     else:
@@ -116,7 +131,11 @@ def sentiment_examples(rng, n: int) -> list[tuple[str, None, int]]:
         n_good, n_bad = rng.integers(0, 4), rng.integers(0, 4)
         if n_good == n_bad:
             continue
-        words = list(rng.choice(GOOD, n_good)) + list(rng.choice(BAD, n_bad)) + list(rng.choice(NEUTRAL, rng.integers(2, 7)))
+        words = (
+            list(rng.choice(GOOD, n_good))
+            + list(rng.choice(BAD, n_bad))
+            + list(rng.choice(NEUTRAL, rng.integers(2, 7)))
+        )
         rng.shuffle(words)
         examples.append((" ".join(words) + " .", None, int(n_good > n_bad)))
     return examples

@@ -8,11 +8,64 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-WORDS = (
-    "the of and a to in is was it for on that with as by at from this be are his her he she they "
-    "river city town village people book chapter story king queen war history music river mountain "
-    "sea ship island water light house garden market school church bridge road year years day night"
-).split()
+WORDS = [
+    "the",
+    "of",
+    "and",
+    "a",
+    "to",
+    "in",
+    "is",
+    "was",
+    "it",
+    "for",
+    "on",
+    "that",
+    "with",
+    "as",
+    "by",
+    "at",
+    "from",
+    "this",
+    "be",
+    "are",
+    "his",
+    "her",
+    "he",
+    "she",
+    "they",
+    "river",
+    "city",
+    "town",
+    "village",
+    "people",
+    "book",
+    "chapter",
+    "story",
+    "king",
+    "queen",
+    "war",
+    "history",
+    "music",
+    "river",
+    "mountain",
+    "sea",
+    "ship",
+    "island",
+    "water",
+    "light",
+    "house",
+    "garden",
+    "market",
+    "school",
+    "church",
+    "bridge",
+    "road",
+    "year",
+    "years",
+    "day",
+    "night",
+]
 
 DUMP_HEAD = """<mediawiki xmlns="http://www.mediawiki.org/xml/export-0.10/" version="0.10" xml:lang="en">
   <siteinfo>
@@ -45,7 +98,7 @@ def page(title: str, page_id: int, text: str, ns: int = 0, redirect: str | None 
     redirect_tag = f'\n    <redirect title="{escape(redirect)}" />' if redirect else ""
     return (
         f"  <page>\n    <title>{escape(title)}</title>\n    <ns>{ns}</ns>\n    <id>{page_id}</id>{redirect_tag}\n"
-        f"    <revision>\n      <id>{page_id + 1000}</id>\n      <text xml:space=\"preserve\">{escape(text)}</text>\n"
+        f'    <revision>\n      <id>{page_id + 1000}</id>\n      <text xml:space="preserve">{escape(text)}</text>\n'
         f"    </revision>\n  </page>\n"
     )
 
@@ -72,15 +125,16 @@ def write_dump(path: Path, pages: list[str], multistream: bool = False) -> Path:
 def article(n: int, sentences: int = 6) -> str:
     """Wiki markup of an article with every construct the cleaner removes, around plain sentences."""
     body = " ".join(
-        f"The [[river|river]] {n} passes the '''town''' of [[Village {n}]] in year {1900 + k}." for k in range(sentences)
+        f"The [[river|river]] {n} passes the '''town''' of [[Village {n}]] in year {1900 + k}."
+        for k in range(sentences)
     )
     return (
         "{{Infobox river\n| name = River {{lang|fr|rivière}}\n| length = 10 km\n}}\n"
-        f"{body}<ref>{{{{cite book|title=Book}}}}</ref> The sea was near.<ref name=\"a\"/>\n\n"
+        f'{body}<ref>{{{{cite book|title=Book}}}}</ref> The sea was near.<ref name="a"/>\n\n'
         "== History ==\n"
         f"In year {n} the king built a bridge.<!-- hidden comment --> The people had a market.\n"
         "* The queen had a ship.\n"
-        "{| class=\"wikitable\"\n|-\n! Year !! Event\n|-\n| 1900 || bridge\n|}\n"
+        '{| class="wikitable"\n|-\n! Year !! Event\n|-\n| 1900 || bridge\n|}\n'
         "[[File:Map.png|thumb|A map of the [[city]].]]\n"
         "== References ==\n{{reflist}}\n"
         f"[[Category:Rivers]]\n[[fr:Rivière {n}]]\n"

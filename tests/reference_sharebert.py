@@ -32,8 +32,10 @@ def gelu(x):
 
 def virtual_matrix(p):
     """E = Linear_all(word_embeddings.weight): V x H."""
-    return p["bert.embeddings.word_embeddings.weight"] @ p["bert.embeddings.factor_linear_all.weight"].T \
+    return (
+        p["bert.embeddings.word_embeddings.weight"] @ p["bert.embeddings.factor_linear_all.weight"].T
         + p["bert.embeddings.factor_linear_all.bias"]
+    )
 
 
 def carve(E, cfg, which):
@@ -66,8 +68,11 @@ def embeddings(p, cfg, input_ids, token_type_ids, training):
     x = x @ p["bert.embeddings.factor_linear.weight"].T + p["bert.embeddings.factor_linear.bias"]
     x = layer_norm(x, p, "bert.embeddings.pos_factor_norm")
     positions = torch.arange(S, device=input_ids.device)
-    x = x + p["bert.embeddings.position_embeddings.weight"][positions] \
+    x = (
+        x
+        + p["bert.embeddings.position_embeddings.weight"][positions]
         + p["bert.embeddings.token_type_embeddings.weight"][token_type_ids]
+    )
     if cfg.layernorm_embedding:
         x = layer_norm(x, p, "bert.embeddings.LayerNorm")
     return F.dropout(x, cfg.hidden_dropout_prob, training)
@@ -82,7 +87,7 @@ def attention(p, cfg, E, x, attention_mask, n, training):
     k = x @ carve(E, cfg, "k") + p[pre + "self.key_bias"]
     v = x @ carve(E, cfg, "v") + p[pre + "self.value_bias"]
     q, k, v = (t.view(B, S, A, d).permute(0, 2, 1, 3) for t in (q, k, v))
-    scores = q @ k.transpose(-1, -2) / d ** cfg.attention_scale_exponent
+    scores = q @ k.transpose(-1, -2) / d**cfg.attention_scale_exponent
     if attention_mask is not None:
         scores = scores + (1.0 - attention_mask[:, None, None, :].to(scores.dtype)) * -10000.0
     probs = torch.softmax(scores, dim=-1)
@@ -158,6 +163,7 @@ class PlainMaskedLM(nn.Module):
 
     def forward(self, input_ids, token_type_ids=None, attention_mask=None, masked_lm_positions=None, labels=None):
         params = dict(self.fast.named_parameters())
-        loss, logits = masked_lm(params, self.config, input_ids, token_type_ids, attention_mask,
-                                 masked_lm_positions, labels, self.training)
+        loss, logits = masked_lm(
+            params, self.config, input_ids, token_type_ids, attention_mask, masked_lm_positions, labels, self.training
+        )
         return loss, logits

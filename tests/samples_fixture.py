@@ -48,8 +48,13 @@ def make_samples(rows: int, seq_len: int, max_pred: int, vocab_size: int, rng: n
         labels[r, :n] = ids[r, chosen]
         ids[r, chosen] = MASK
     segments = np.zeros((rows, seq_len), np.int8)
-    return {"input_ids": ids.astype(np.int32), "input_mask": input_mask, "segment_ids": segments,
-            "masked_lm_positions": positions, "masked_lm_ids": labels}
+    return {
+        "input_ids": ids.astype(np.int32),
+        "input_mask": input_mask,
+        "segment_ids": segments,
+        "masked_lm_positions": positions,
+        "masked_lm_ids": labels,
+    }
 
 
 def write_sample_file(path: Path, arrays: dict) -> None:
@@ -60,9 +65,17 @@ def write_sample_file(path: Path, arrays: dict) -> None:
             f.create_dataset(name, data=data, chunks=chunks, compression="gzip", compression_opts=1)
 
 
-def write_samples(folder, train_rows: Sequence[int] = (300, 120, 700), test_rows: Sequence[int] = (200,), *,
-                  seq_len: int = 32, max_pred: int = 5, vocab_size: int = 1024, seed: int = 0,
-                  manifest_vocab_size: int | None = None) -> Path:
+def write_samples(
+    folder,
+    train_rows: Sequence[int] = (300, 120, 700),
+    test_rows: Sequence[int] = (200,),
+    *,
+    seq_len: int = 32,
+    max_pred: int = 5,
+    vocab_size: int = 1024,
+    seed: int = 0,
+    manifest_vocab_size: int | None = None,
+) -> Path:
     """Write a complete SAMPLES_DIR; `manifest_vocab_size` lets a test record a vocab size that disagrees."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -74,26 +87,58 @@ def write_samples(folder, train_rows: Sequence[int] = (300, 120, 700), test_rows
             name = formats.sample_file_name(split, k)
             write_sample_file(folder / name, make_samples(rows, seq_len, max_pred, vocab_size, rng))
             path = folder / name
-            files.append(formats.SampleFile(name=name, split=split, rows=int(rows), bytes=path.stat().st_size,
-                                            sha256=sha256_file(path), source_shard=f"{split}-{k}", duplicate=0))
-    totals = {s: {"files": sum(f.split == s for f in files), "samples": sum(f.rows for f in files if f.split == s),
-                  "bytes": sum(f.bytes for f in files if f.split == s)} for s in formats.SPLITS}
+            files.append(
+                formats.SampleFile(
+                    name=name,
+                    split=split,
+                    rows=int(rows),
+                    bytes=path.stat().st_size,
+                    sha256=sha256_file(path),
+                    source_shard=f"{split}-{k}",
+                    duplicate=0,
+                )
+            )
+    totals = {
+        s: {
+            "files": sum(f.split == s for f in files),
+            "samples": sum(f.rows for f in files if f.split == s),
+            "bytes": sum(f.bytes for f in files if f.split == s),
+        }
+        for s in formats.SPLITS
+    }
     manifest = formats.Manifest(
-        settings={"max_seq_length": seq_len, "max_predictions_per_seq": max_pred, "masked_lm_prob": 0.15,
-                  "short_seq_prob": 0.1, "dup_factor": 1, "seed": seed, "nsp": False, "lowercase": True},
-        vocab={"sha256": sha256_file(vocab), "size": manifest_vocab_size or vocab_size,
-               "special_ids": {"pad": PAD, "unk": UNK, "cls": CLS, "sep": SEP, "mask": MASK}},
-        prepare={}, files=files, totals=totals, sharebert_version="test")
+        settings={
+            "max_seq_length": seq_len,
+            "max_predictions_per_seq": max_pred,
+            "masked_lm_prob": 0.15,
+            "short_seq_prob": 0.1,
+            "dup_factor": 1,
+            "seed": seed,
+            "nsp": False,
+            "lowercase": True,
+        },
+        vocab={
+            "sha256": sha256_file(vocab),
+            "size": manifest_vocab_size or vocab_size,
+            "special_ids": {"pad": PAD, "unk": UNK, "cls": CLS, "sep": SEP, "mask": MASK},
+        },
+        prepare={},
+        files=files,
+        totals=totals,
+        sharebert_version="test",
+    )
     formats.write_manifest(folder, manifest)
     return folder
 
 
-def write_numbered_samples(folder, train_rows: Sequence[int], test_rows: Sequence[int] = (), *,
-                           seq_len: int = 8, max_pred: int = 2) -> Path:
+def write_numbered_samples(
+    folder, train_rows: Sequence[int], test_rows: Sequence[int] = (), *, seq_len: int = 8, max_pred: int = 2
+) -> Path:
     """Samples whose input_ids[:, 1] is a number unique in the folder (train and test), to trace each row."""
     total = sum(train_rows) + sum(test_rows)
-    folder = write_samples(folder, train_rows, test_rows, seq_len=seq_len, max_pred=max_pred,
-                           vocab_size=total + len(SPECIALS) + 8)
+    folder = write_samples(
+        folder, train_rows, test_rows, seq_len=seq_len, max_pred=max_pred, vocab_size=total + len(SPECIALS) + 8
+    )
     manifest = formats.read_manifest(folder, check="none")
     number = len(SPECIALS)
     for f in manifest.files:
@@ -109,8 +154,12 @@ def write_numbered_samples(folder, train_rows: Sequence[int], test_rows: Sequenc
             h["masked_lm_positions"][:] = positions
             h["masked_lm_ids"][:] = labels
         number += f.rows
-    files = [formats.SampleFile(**{**f.__dict__, "bytes": (folder / f.name).stat().st_size,
-                                   "sha256": sha256_file(folder / f.name)}) for f in manifest.files]
+    files = [
+        formats.SampleFile(
+            **{**f.__dict__, "bytes": (folder / f.name).stat().st_size, "sha256": sha256_file(folder / f.name)}
+        )
+        for f in manifest.files
+    ]
     manifest.files = files
     formats.write_manifest(folder, manifest)
     return folder

@@ -6,15 +6,21 @@ import types
 
 import numpy as np
 import pytest
-
 from finetune_fixtures import GOOD, NEUTRAL, VOCAB_SIZE, sentiment_examples, write_ax, write_task, write_vocab
+
 from sharebert.cli import main
 from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM, save_model_folder
 
 LABELS = {
-    "cola": ("0", "1"), "sst2": ("0", "1"), "mrpc": ("0", "1"), "qqp": ("0", "1"), "stsb": ("0.0", "4.5"),
-    "mnli": ("entailment", "neutral", "contradiction"), "qnli": ("entailment", "not_entailment"),
-    "rte": ("entailment", "not_entailment"), "wnli": ("0", "1"),
+    "cola": ("0", "1"),
+    "sst2": ("0", "1"),
+    "mrpc": ("0", "1"),
+    "qqp": ("0", "1"),
+    "stsb": ("0.0", "4.5"),
+    "mnli": ("entailment", "neutral", "contradiction"),
+    "qnli": ("entailment", "not_entailment"),
+    "rte": ("entailment", "not_entailment"),
+    "wnli": ("0", "1"),
 }
 PAIRS = {"mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
 TEST_ROWS = 6
@@ -36,21 +42,47 @@ def _examples(rng, task, n):
 def suite(tmp_path_factory):
     root = tmp_path_factory.mktemp("suite")
     vocab = write_vocab(root / "vocab.txt")
-    save_model_folder(ShareBertForMaskedLM(ShareBertConfig.from_preset("tiny", vocab_size=VOCAB_SIZE), seed=0),
-                      root / "model", vocab)
+    save_model_folder(
+        ShareBertForMaskedLM(ShareBertConfig.from_preset("tiny", vocab_size=VOCAB_SIZE), seed=0), root / "model", vocab
+    )
     rng = np.random.default_rng(0)
     for task in LABELS:
-        write_task(root / "glue", task, _examples(rng, task, 24), _examples(rng, task, 9),
-                   [(a, b) for a, b, _ in _examples(rng, task, TEST_ROWS)])
+        write_task(
+            root / "glue",
+            task,
+            _examples(rng, task, 24),
+            _examples(rng, task, 9),
+            [(a, b) for a, b, _ in _examples(rng, task, TEST_ROWS)],
+        )
     write_ax(root / "glue", [("a good day", "the day"), ("it was", "it is"), ("kind", "nice")])
     return root
 
 
 def test_the_whole_suite_with_seeds(suite, capsys):
     out = suite / "all"
-    status = main(["finetune", "--model_name_or_path", str(suite / "model"), "--task_name", "all",
-                   "--data_dir", str(suite / "glue"), "--output_dir", str(out), "--max_steps", "2",
-                   "--eval_steps", "1", "--per_device_train_batch_size", "8", "--seeds", "1", "2", "--quiet"])
+    status = main(
+        [
+            "finetune",
+            "--model_name_or_path",
+            str(suite / "model"),
+            "--task_name",
+            "all",
+            "--data_dir",
+            str(suite / "glue"),
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "2",
+            "--eval_steps",
+            "1",
+            "--per_device_train_batch_size",
+            "8",
+            "--seeds",
+            "1",
+            "2",
+            "--quiet",
+        ]
+    )
     assert status == 0
     printed = capsys.readouterr().out
     for name in ("CoLA", "SST-2", "MRPC", "QQP", "STS-B", "MNLI", "QNLI", "RTE", "WNLI", "GLUE average"):
@@ -68,10 +100,22 @@ def test_the_whole_suite_with_seeds(suite, capsys):
     assert report["glue"]["average"] == pytest.approx(np.mean(list(scores.values())))
     mnli_run = report["tasks"]["mnli"]["runs"][0]
     assert report["tasks"]["mnli"]["runs"][0]["score"] == pytest.approx(
-        np.mean([m["accuracy"] for m in mnli_run["metrics"].values()]))
+        np.mean([m["accuracy"] for m in mnli_run["metrics"].values()])
+    )
     files = {p.name: p.read_text().splitlines() for p in (out / "submission").iterdir()}
-    assert set(files) == {"CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "QQP.tsv", "STS-B.tsv", "MNLI-m.tsv", "MNLI-mm.tsv",
-                          "QNLI.tsv", "RTE.tsv", "WNLI.tsv", "AX.tsv"}
+    assert set(files) == {
+        "CoLA.tsv",
+        "SST-2.tsv",
+        "MRPC.tsv",
+        "QQP.tsv",
+        "STS-B.tsv",
+        "MNLI-m.tsv",
+        "MNLI-mm.tsv",
+        "QNLI.tsv",
+        "RTE.tsv",
+        "WNLI.tsv",
+        "AX.tsv",
+    }
     for name, lines in files.items():
         assert lines[0] == "index\tprediction"
         assert len(lines) - 1 == (3 if name == "AX.tsv" else TEST_ROWS)
@@ -83,20 +127,28 @@ def test_the_published_command_is_accepted(suite, capsys):
     """jchenghu/sharebert's README fine-tuning command, flag for flag (fp16 falls back to fp32 on the CPU)."""
     out = suite / "published"
     argv = (
-        "finetune --local_rank=0 --model_name_or_path {model} --task_name RTE --max_seq_length 128 "
-        "--output_dir {out} --overwrite_output_dir --do_train --do_eval --do_predict --evaluation_strategy steps "
-        "--per_device_train_batch_size 64 --gradient_accumulation_steps 1 --per_device_eval_batch_size 64 "
-        "--learning_rate 5e-5 --weight_decay 0.01 --eval_steps 50 --evaluation_strategy steps --max_grad_norm 1.0 "
-        "--num_train_epochs 5 --fp16 --fp16_backend apex --lr_scheduler_type polynomial --warmup_steps 50 "
-        "--data_dir {data} --quiet"
-    ).format(model=suite / "model", out=out, data=suite / "glue").split()
+        (
+            "finetune --local_rank=0 --model_name_or_path {model} --task_name RTE --max_seq_length 128 "
+            "--output_dir {out} --overwrite_output_dir --do_train --do_eval --do_predict --evaluation_strategy steps "
+            "--per_device_train_batch_size 64 --gradient_accumulation_steps 1 --per_device_eval_batch_size 64 "
+            "--learning_rate 5e-5 --weight_decay 0.01 --eval_steps 50 --evaluation_strategy steps --max_grad_norm 1.0 "
+            "--num_train_epochs 5 --fp16 --fp16_backend apex --lr_scheduler_type polynomial --warmup_steps 50 "
+            "--data_dir {data} --quiet"
+        )
+        .format(model=suite / "model", out=out, data=suite / "glue")
+        .split()
+    )
     assert main(argv) == 0
     report = json.loads((out / "eval_results.json").read_text())
     run = report["tasks"]["rte"]["runs"][0]
     assert run["total_steps"] == 5 and run["seed"] == 42  # 24 examples: one step per epoch, HF's default seed
     assert report["precision"] == "fp32"
     settings = report["settings"]
-    assert (settings["learning_rate"], settings["warmup_steps"], settings["per_device_train_batch_size"]) == (5e-5, 50, 64)
+    assert (settings["learning_rate"], settings["warmup_steps"], settings["per_device_train_batch_size"]) == (
+        5e-5,
+        50,
+        64,
+    )
     assert (out / "submission" / "RTE.tsv").exists()
 
 
@@ -112,8 +164,25 @@ def test_hugging_face_parquet_source(suite, tmp_path):
         table = pa.table({"sentence": [a for a, _, _ in part], "label": labels, "idx": list(range(len(part)))})
         pq.write_table(table, folder / f"{split}-00000-of-00001.parquet")
     out = tmp_path / "out"
-    assert main(["finetune", "--model_name_or_path", str(suite / "model"), "--task_name", "sst2", "--dataset_name",
-                 str(tmp_path / "glue"), "--output_dir", str(out), "--max_steps", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--model_name_or_path",
+                str(suite / "model"),
+                "--task_name",
+                "sst2",
+                "--dataset_name",
+                str(tmp_path / "glue"),
+                "--output_dir",
+                str(out),
+                "--max_steps",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert len((out / "submission" / "SST-2.tsv").read_text().splitlines()) == 1 + 6
 
 
@@ -124,12 +193,23 @@ def test_hugging_face_parquet_source(suite, tmp_path):
         (["--task_name", "rte", "--learning_rate", "-1"], "learning_rate=-1.0 must be > 0"),
         (["--task_name", "rte", "--seed", "1", "--seeds", "2", "3"], "give --seed or --seeds"),
         (["--task_name", "rte", "--fp16", "--bf16"], "choose one precision"),
-        (["--task_name", "rte", "--max_seq_length", "512"], "max_position_embeddings=128 is below --max_seq_length 512"),
+        (
+            ["--task_name", "rte", "--max_seq_length", "512"],
+            "max_position_embeddings=128 is below --max_seq_length 512",
+        ),
     ],
 )
 def test_bad_settings_are_one_line_errors(suite, tmp_path, capsys, extra, message):
-    argv = ["finetune", "--model_name_or_path", str(suite / "model"), "--data_dir", str(suite / "glue"),
-            "--output_dir", str(tmp_path / "o"), *extra]
+    argv = [
+        "finetune",
+        "--model_name_or_path",
+        str(suite / "model"),
+        "--data_dir",
+        str(suite / "glue"),
+        "--output_dir",
+        str(tmp_path / "o"),
+        *extra,
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sharebert finetune: error:") and message in err and "\n" not in err
@@ -137,18 +217,39 @@ def test_bad_settings_are_one_line_errors(suite, tmp_path, capsys, extra, messag
 
 def test_missing_data_names_the_file(suite, tmp_path, capsys):
     (tmp_path / "glue" / "RTE").mkdir(parents=True)
-    argv = ["finetune", "--model_name_or_path", str(suite / "model"), "--data_dir", str(tmp_path / "glue"),
-            "--task_name", "rte", "--output_dir", str(tmp_path / "o")]
+    argv = [
+        "finetune",
+        "--model_name_or_path",
+        str(suite / "model"),
+        "--data_dir",
+        str(tmp_path / "glue"),
+        "--task_name",
+        "rte",
+        "--output_dir",
+        str(tmp_path / "o"),
+    ]
     assert main(argv) == 2
     assert "RTE/train.tsv: missing" in capsys.readouterr().err
 
 
 def test_explicit_predict_needs_the_test_file(suite, tmp_path, capsys):
     glue = tmp_path / "glue"
-    write_task(glue, "rte", _examples(np.random.default_rng(0), "rte", 8), _examples(np.random.default_rng(1), "rte", 4), [])
+    write_task(
+        glue, "rte", _examples(np.random.default_rng(0), "rte", 8), _examples(np.random.default_rng(1), "rte", 4), []
+    )
     (glue / "RTE" / "test.tsv").unlink()
-    base = ["finetune", "--model_name_or_path", str(suite / "model"), "--data_dir", str(glue), "--task_name", "rte",
-            "--max_steps", "1", "--quiet"]
+    base = [
+        "finetune",
+        "--model_name_or_path",
+        str(suite / "model"),
+        "--data_dir",
+        str(glue),
+        "--task_name",
+        "rte",
+        "--max_steps",
+        "1",
+        "--quiet",
+    ]
     assert main(base + ["--output_dir", str(tmp_path / "implicit")]) == 0  # no test file: no submission
     assert not (tmp_path / "implicit" / "submission").exists()
     assert main(base + ["--output_dir", str(tmp_path / "explicit"), "--do_train", "--do_predict"]) == 2
@@ -159,8 +260,19 @@ def test_non_empty_output_dir_needs_overwrite(suite, tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    argv = ["finetune", "--model_name_or_path", str(suite / "model"), "--data_dir", str(suite / "glue"),
-            "--task_name", "rte", "--output_dir", str(out), "--max_steps", "1"]
+    argv = [
+        "finetune",
+        "--model_name_or_path",
+        str(suite / "model"),
+        "--data_dir",
+        str(suite / "glue"),
+        "--task_name",
+        "rte",
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "1",
+    ]
     assert main(argv) == 2
     assert "use --overwrite_output_dir" in capsys.readouterr().err
     assert main(argv + ["--overwrite_output_dir", "--quiet"]) == 0
@@ -185,9 +297,29 @@ def test_wandb_logging_is_offline_by_default(suite, tmp_path, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
     monkeypatch.delenv("WANDB_MODE", raising=False)
-    argv = ["finetune", "--model_name_or_path", str(suite / "model"), "--data_dir", str(suite / "glue"),
-            "--task_name", "rte", "--output_dir", str(tmp_path / "o"), "--max_steps", "2", "--eval_steps", "1",
-            "--logging_steps", "1", "--seeds", "3", "--wandb", "--run_name", "demo", "--quiet"]
+    argv = [
+        "finetune",
+        "--model_name_or_path",
+        str(suite / "model"),
+        "--data_dir",
+        str(suite / "glue"),
+        "--task_name",
+        "rte",
+        "--output_dir",
+        str(tmp_path / "o"),
+        "--max_steps",
+        "2",
+        "--eval_steps",
+        "1",
+        "--logging_steps",
+        "1",
+        "--seeds",
+        "3",
+        "--wandb",
+        "--run_name",
+        "demo",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert calls[0] == ("init", "demo-rte-seed3", 3, "offline") and calls[-1] == ("finish",)
     logged = [c for c in calls if c[0] == "log"]

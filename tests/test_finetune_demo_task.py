@@ -6,8 +6,8 @@ from collections import Counter
 import numpy as np
 import pytest
 import torch
-
 from finetune_fixtures import GOOD, NEUTRAL, VOCAB_SIZE, WORDS, write_vocab
+
 from sharebert.errors import DataError
 from sharebert.fileio import sha256_file
 from sharebert.pipeline import formats
@@ -51,14 +51,33 @@ def write_prepared(folder, docs_per_shard=(30, 30, 10), keep_text=False, seed=0)
             del rows["text"]
         name = formats.shard_file_name(split, shard_index, counts[split])
         pq.write_table(pa.table(rows, schema=formats.parquet_schema(keep_text)), folder / name)
-        shards.append({"file": name, "split": split, "index": shard_index, "documents": n_docs,
-                       "sentences": sum(len(s) for s in rows["sentences"]), "tokens": 0,
-                       "bytes": (folder / name).stat().st_size, "sha256": sha256_file(folder / name)})
+        shards.append(
+            {
+                "file": name,
+                "split": split,
+                "index": shard_index,
+                "documents": n_docs,
+                "sentences": sum(len(s) for s in rows["sentences"]),
+                "tokens": 0,
+                "bytes": (folder / name).stat().st_size,
+                "sha256": sha256_file(folder / name),
+            }
+        )
     info = {
-        "format_version": formats.PREPARE_FORMAT_VERSION, "sharebert_version": "test",
-        "vocab": {"file": formats.VOCAB_FILE, "sha256": sha256_file(vocab_path), "size": VOCAB_SIZE,
-                  "lowercase": True, "trained": False},
-        "shards": shards, "totals": {}, "settings": {"seed": 42}, "inputs": [], "versions": {},
+        "format_version": formats.PREPARE_FORMAT_VERSION,
+        "sharebert_version": "test",
+        "vocab": {
+            "file": formats.VOCAB_FILE,
+            "sha256": sha256_file(vocab_path),
+            "size": VOCAB_SIZE,
+            "lowercase": True,
+            "trained": False,
+        },
+        "shards": shards,
+        "totals": {},
+        "settings": {"seed": 42},
+        "inputs": [],
+        "versions": {},
     }
     (folder / formats.PREPARE_INFO_FILE).write_text(json.dumps(info))
     return folder
@@ -75,7 +94,9 @@ def _corpus_sentences(folder, keep_text=False):
     by_doc = {}
     for path in sorted(folder.glob("*.parquet")):
         table = pq.read_table(path).to_pydict()
-        column = table["text"] if keep_text else [[decode_word_pieces(s, vocab) for s in doc] for doc in table["sentences"]]
+        column = (
+            table["text"] if keep_text else [[decode_word_pieces(s, vocab) for s in doc] for doc in table["sentences"]]
+        )
         for doc_id, sentences in zip(table["id"], column):
             by_doc[doc_id] = sentences
     return by_doc
@@ -152,7 +173,9 @@ def test_deterministic_from_the_seed(prepared, tmp_path):
 
 
 def test_sizes_are_caps(prepared, tmp_path):
-    summary = build_demo_task(DemoTaskConfig(prepared, tmp_path / "t", seed=1, sizes={"train": 20, "dev": 5, "test": 7}))
+    summary = build_demo_task(
+        DemoTaskConfig(prepared, tmp_path / "t", seed=1, sizes={"train": 20, "dev": 5, "test": 7})
+    )
     assert summary["examples"] == {"train": 20, "dev": 5, "test": 7}
     assert len(_cola_rows(tmp_path / "t" / "CoLA" / "train.tsv")) == 20
 
@@ -191,17 +214,30 @@ def test_a_tiny_model_learns_the_demo_task(tmp_path, corruption):
     from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM, save_model_folder
 
     prepared = write_prepared(tmp_path / "prepared", docs_per_shard=(40, 40, 20))
-    summary = build_demo_task(DemoTaskConfig(prepared, tmp_path / "task", seed=1, dev_fraction=0.2,
-                                             corruption=corruption))
+    summary = build_demo_task(
+        DemoTaskConfig(prepared, tmp_path / "task", seed=1, dev_fraction=0.2, corruption=corruption)
+    )
     assert summary["examples"]["dev"] >= 50
     config = ShareBertConfig.from_preset("tiny", vocab_size=VOCAB_SIZE, initializer_range=0.3)
     save_model_folder(ShareBertForMaskedLM(config, seed=0), tmp_path / "model", prepared / formats.VOCAB_FILE)
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        report = finetune(FinetuneConfig(tmp_path / "model", tmp_path / "out", ["cola"], data_dir=tmp_path / "task",
-                                         learning_rate=3e-3, per_device_train_batch_size=32, num_train_epochs=10,
-                                         warmup_steps=10, eval_steps=20, seeds=[1], do_predict=False))
+        report = finetune(
+            FinetuneConfig(
+                tmp_path / "model",
+                tmp_path / "out",
+                ["cola"],
+                data_dir=tmp_path / "task",
+                learning_rate=3e-3,
+                per_device_train_batch_size=32,
+                num_train_epochs=10,
+                warmup_steps=10,
+                eval_steps=20,
+                seeds=[1],
+                do_predict=False,
+            )
+        )
     finally:
         torch.set_num_threads(before)
     run = report["tasks"]["cola"]["runs"][0]

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-
 from finetune_fixtures import FOLDERS, write_ax, write_task
+
 from sharebert.errors import ConfigError, DataError
 from sharebert.trainer.glue import (
     ALL_TASKS,
-    GLUE_TASKS,
     AX_SPLIT,
+    GLUE_TASKS,
     HfSource,
     TsvSource,
     open_source,
@@ -18,9 +18,15 @@ from sharebert.trainer.glue import (
 
 QUOTED = 'He said "it is fine and left'  # an unbalanced quote: GLUE files take quotes literally
 LABELS = {
-    "cola": ("1", "0"), "sst2": ("1", "0"), "mrpc": ("1", "0"), "qqp": ("0", "1"), "stsb": ("4.250", "0.5"),
-    "mnli": ("neutral", "contradiction"), "qnli": ("not_entailment", "entailment"),
-    "rte": ("entailment", "not_entailment"), "wnli": ("1", "0"),
+    "cola": ("1", "0"),
+    "sst2": ("1", "0"),
+    "mrpc": ("1", "0"),
+    "qqp": ("0", "1"),
+    "stsb": ("4.250", "0.5"),
+    "mnli": ("neutral", "contradiction"),
+    "qnli": ("not_entailment", "entailment"),
+    "rte": ("entailment", "not_entailment"),
+    "wnli": ("1", "0"),
 }
 PAIR_TASKS = {"mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli"}
 
@@ -164,8 +170,19 @@ def test_submission_files(glue_dir, tmp_path):
             else:
                 predictions = np.arange(len(split)) % task.num_labels
             written[test.submission_file] = write_submission(out / test.submission_file, task, split, predictions)
-    expected = {"CoLA.tsv", "SST-2.tsv", "MRPC.tsv", "QQP.tsv", "STS-B.tsv", "MNLI-m.tsv", "MNLI-mm.tsv",
-                "QNLI.tsv", "RTE.tsv", "WNLI.tsv", "AX.tsv"}
+    expected = {
+        "CoLA.tsv",
+        "SST-2.tsv",
+        "MRPC.tsv",
+        "QQP.tsv",
+        "STS-B.tsv",
+        "MNLI-m.tsv",
+        "MNLI-mm.tsv",
+        "QNLI.tsv",
+        "RTE.tsv",
+        "WNLI.tsv",
+        "AX.tsv",
+    }
     assert set(written) == expected == {p.name for p in out.iterdir()}
 
     def rows(name):
@@ -190,7 +207,9 @@ def _hub_layout(tmp_path):
     root = tmp_path / "glue"
     (root / "rte").mkdir(parents=True)
     pq.write_table(
-        pa.table({"sentence1": ["a b", "c d", "e"], "sentence2": ["x", "y", "z"], "label": [0, 1, 1], "idx": [0, 1, 2]}),
+        pa.table(
+            {"sentence1": ["a b", "c d", "e"], "sentence2": ["x", "y", "z"], "label": [0, 1, 1], "idx": [0, 1, 2]}
+        ),
         root / "rte" / "train-00000-of-00001.parquet",
     )
     pq.write_table(
@@ -216,14 +235,17 @@ def test_hf_save_to_disk_folder(tmp_path):
     datasets = pytest.importorskip("datasets")
     features = datasets.Features(
         {
-            "sentence1": datasets.Value("string"), "sentence2": datasets.Value("string"),
-            "label": datasets.Value("float32"), "idx": datasets.Value("int32"),
+            "sentence1": datasets.Value("string"),
+            "sentence2": datasets.Value("string"),
+            "label": datasets.Value("float32"),
+            "idx": datasets.Value("int32"),
         }
     )
     dd = datasets.DatasetDict(
         {
             "train": datasets.Dataset.from_dict(
-                {"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [1.5, 3.0], "idx": [0, 1]}, features=features
+                {"sentence1": ["a", "b"], "sentence2": ["c", "d"], "label": [1.5, 3.0], "idx": [0, 1]},
+                features=features,
             ),
             "validation": datasets.Dataset.from_dict(
                 {"sentence1": ["e"], "sentence2": ["f"], "label": [2.0], "idx": [0]}, features=features
@@ -245,7 +267,9 @@ def test_hf_bad_labels_and_columns(tmp_path):
 
     root = tmp_path / "glue" / "mnli"
     root.mkdir(parents=True)
-    pq.write_table(pa.table({"premise": ["a"], "hypothesis": ["b"], "label": [3]}), root / "train-00000-of-00001.parquet")
+    pq.write_table(
+        pa.table({"premise": ["a"], "hypothesis": ["b"], "label": [3]}), root / "train-00000-of-00001.parquet"
+    )
     pq.write_table(pa.table({"premise": ["a"], "label": [0]}), root / "validation_matched-00000-of-00001.parquet")
     source = HfSource(str(tmp_path / "glue"))
     with pytest.raises(DataError, match="label 3 is not a class id 0..2"):

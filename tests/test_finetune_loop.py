@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 import torch
-
 from finetune_fixtures import VOCAB_SIZE, sentiment_examples, similarity_examples, write_task, write_vocab
+
 from sharebert.errors import ShareBertError
 from sharebert.trainer import finetune as ft
 from sharebert.trainer.glue import GLUE_TASKS
@@ -30,10 +30,20 @@ def workspace(tmp_path_factory):
     config = ShareBertConfig.from_preset("tiny", vocab_size=VOCAB_SIZE)
     save_model_folder(ShareBertForMaskedLM(config, seed=0), root / "pretrained", vocab)
     rng = np.random.default_rng(0)
-    write_task(root / "glue", "sst2", sentiment_examples(rng, 640), sentiment_examples(rng, 200),
-               _unlabelled(sentiment_examples(rng, 30)))
-    write_task(root / "glue", "stsb", similarity_examples(rng, 480), similarity_examples(rng, 120),
-               _unlabelled(similarity_examples(rng, 25)))
+    write_task(
+        root / "glue",
+        "sst2",
+        sentiment_examples(rng, 640),
+        sentiment_examples(rng, 200),
+        _unlabelled(sentiment_examples(rng, 30)),
+    )
+    write_task(
+        root / "glue",
+        "stsb",
+        similarity_examples(rng, 480),
+        similarity_examples(rng, 120),
+        _unlabelled(similarity_examples(rng, 25)),
+    )
     return root
 
 
@@ -71,7 +81,9 @@ def test_outputs_of_a_run(sst2_run):
     lines = (out / "submission" / "SST-2.tsv").read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 31
     assert {line.split("\t")[1] for line in lines[1:]} <= {"0", "1"}
-    assert (out / "sst2" / "seed-1" / "predictions" / "SST-2.tsv").read_bytes() == (out / "submission" / "SST-2.tsv").read_bytes()
+    assert (out / "sst2" / "seed-1" / "predictions" / "SST-2.tsv").read_bytes() == (
+        out / "submission" / "SST-2.tsv"
+    ).read_bytes()
     assert not (out / "sst2" / "seed-1" / "checkpoint.pt").exists()
     tokenizer_config = json.loads((out / "sst2" / "seed-1" / "model" / "tokenizer_config.json").read_text())
     assert tokenizer_config == {"do_lower_case": True}  # the casing travels with the fine-tuned weights
@@ -87,8 +99,11 @@ def test_best_checkpoint_is_a_classifier_folder(sst2_run, workspace):
     assert "classifier.weight" in keys and not any(k.startswith("cls.") for k in keys)  # MLM head dropped
     assert (folder / "vocab.txt").read_bytes() == (workspace / "vocab.txt").read_bytes()
     # Evaluating the saved folder alone reproduces the reported dev accuracy.
-    again = ft.finetune(ft.FinetuneConfig(folder, workspace / "eval-only", ["sst2"], data_dir=workspace / "glue",
-                                          do_train=False, do_predict=False))
+    again = ft.finetune(
+        ft.FinetuneConfig(
+            folder, workspace / "eval-only", ["sst2"], data_dir=workspace / "glue", do_train=False, do_predict=False
+        )
+    )
     assert again["tasks"]["sst2"]["runs"][0]["score"] == pytest.approx(report["tasks"]["sst2"]["runs"][0]["score"])
 
 
@@ -98,8 +113,9 @@ def test_regression_task_trains_with_mse(workspace):
     run = report["tasks"]["stsb"]["runs"][0]
     assert load_model_folder(out / "stsb" / "seed-1" / "model", task="sequence-classification").config.num_labels == 1
     assert run["metrics"]["validation"]["pearson"] > 0.8 and run["metrics"]["validation"]["spearman"] > 0.8
-    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines()
-              if '"train"' in line]
+    losses = [
+        json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in line
+    ]
     assert losses[-1] < 0.5 * losses[0]  # squared error on 0..5 scores falls
     scores = [float(line.split("\t")[1]) for line in (out / "submission" / "STS-B.tsv").read_text().splitlines()[1:]]
     assert len(scores) == 25 and all(0.0 <= s <= 5.0 for s in scores)
@@ -139,7 +155,9 @@ def test_interrupted_run_resumes_to_the_same_result(workspace, monkeypatch):
     report = ft.finetune(_config(workspace, out, **settings))
     straight = json.loads((workspace / "straight" / "eval_results.json").read_text())
     assert report["tasks"]["sst2"]["runs"][0]["history"] == straight["tasks"]["sst2"]["runs"][0]["history"]
-    assert (out / "submission" / "SST-2.tsv").read_bytes() == (workspace / "straight" / "submission" / "SST-2.tsv").read_bytes()
+    assert (out / "submission" / "SST-2.tsv").read_bytes() == (
+        workspace / "straight" / "submission" / "SST-2.tsv"
+    ).read_bytes()
 
 
 def test_finished_runs_are_reused_and_other_settings_refused(workspace, monkeypatch):
@@ -159,8 +177,17 @@ def test_finished_runs_are_reused_and_other_settings_refused(workspace, monkeypa
 
 
 def test_early_stopping(workspace):
-    report = ft.finetune(_config(workspace, workspace / "early", learning_rate=1e-9, lr_scheduler_type="constant", max_steps=40, eval_steps=5,
-                                 early_stopping_patience=2))
+    report = ft.finetune(
+        _config(
+            workspace,
+            workspace / "early",
+            learning_rate=1e-9,
+            lr_scheduler_type="constant",
+            max_steps=40,
+            eval_steps=5,
+            early_stopping_patience=2,
+        )
+    )
     run = report["tasks"]["sst2"]["runs"][0]
     assert run["best_step"] == 5 and run["steps"] == 15  # no gain at steps 10 and 15: stop
 
@@ -173,19 +200,48 @@ def test_reference_checkpoint_folder(workspace):
     state = ShareBertForMaskedLM(config, seed=3).state_dict()
     torch.save(state, folder / "pytorch_model.bin")
     reference_config = {
-        "architectures": ["BertForPreTraining"], "model_type": "bert", "attention_probs_dropout_prob": 0.1,
-        "hidden_act": "gelu", "hidden_dropout_prob": 0.1, "hidden_size": 64, "initializer_range": 0.02,
-        "intermediate_size": 128, "layer_norm_eps": 1e-12, "max_position_embeddings": 128,
-        "num_attention_heads": 4, "num_hidden_layers": 2, "type_vocab_size": 2, "vocab_size": VOCAB_SIZE,
-        "pad_token_id": 0, "factor_size": 32, "encoder_ln_mode": "pre-ln", "layer_norm_type": "pytorch",
-        "sparse_mask_prediction": True, "fused_linear_layer": True, "useLN": True,
-        "transformers_version": "4.5.1", "position_embedding_type": "absolute", "use_cache": True,
+        "architectures": ["BertForPreTraining"],
+        "model_type": "bert",
+        "attention_probs_dropout_prob": 0.1,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": 64,
+        "initializer_range": 0.02,
+        "intermediate_size": 128,
+        "layer_norm_eps": 1e-12,
+        "max_position_embeddings": 128,
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "type_vocab_size": 2,
+        "vocab_size": VOCAB_SIZE,
+        "pad_token_id": 0,
+        "factor_size": 32,
+        "encoder_ln_mode": "pre-ln",
+        "layer_norm_type": "pytorch",
+        "sparse_mask_prediction": True,
+        "fused_linear_layer": True,
+        "useLN": True,
+        "transformers_version": "4.5.1",
+        "position_embedding_type": "absolute",
+        "use_cache": True,
     }
     (folder / "config.json").write_text(json.dumps(reference_config))
     (folder / "vocab.txt").write_bytes((workspace / "vocab.txt").read_bytes())
     out = workspace / "from-reference"
-    ft.finetune(ft.FinetuneConfig(folder, out, ["sst2"], data_dir=workspace / "glue", learning_rate=1e-6,
-                                  max_steps=2, warmup_steps=0, eval_steps=1, per_device_train_batch_size=8, seeds=[1]))
+    ft.finetune(
+        ft.FinetuneConfig(
+            folder,
+            out,
+            ["sst2"],
+            data_dir=workspace / "glue",
+            learning_rate=1e-6,
+            max_steps=2,
+            warmup_steps=0,
+            eval_steps=1,
+            per_device_train_batch_size=8,
+            seeds=[1],
+        )
+    )
     tuned = load_model_folder(out / "sst2" / "seed-1" / "model", task="sequence-classification")
     word = "bert.embeddings.word_embeddings.weight"
     assert torch.allclose(tuned.state_dict()[word], state[word], atol=1e-4)  # the encoder was loaded, not re-drawn
@@ -204,8 +260,9 @@ def test_mixed_precision_paths(workspace, precision):
     before = [p.detach().clone() for p in model.parameters()]
     events = []
     log = type("Log", (), {"write": lambda self, record: events.append(record)})()
-    trainer = ft.FineTuner(model, config, data, 1, Numerics(torch.device("cpu"), precision), pad_id,
-                           workspace / "amp", log)
+    trainer = ft.FineTuner(
+        model, config, data, 1, Numerics(torch.device("cpu"), precision), pad_id, workspace / "amp", log
+    )
     state = trainer.train()
     assert state.step == 10 and state.skipped_steps == 0 and (trainer.scaler is not None) == (precision == "fp16")
     assert [e["step"] for e in events if e["event"] == "eval"] == [5, 10]
@@ -232,8 +289,15 @@ def test_gradient_accumulation_matches_one_big_batch(workspace):
 
 
 def test_plan_and_schedule():
-    config = ft.FinetuneConfig("m", "o", ["rte"], data_dir="d", per_device_train_batch_size=64,
-                               gradient_accumulation_steps=2, num_train_epochs=3)
+    config = ft.FinetuneConfig(
+        "m",
+        "o",
+        ["rte"],
+        data_dir="d",
+        per_device_train_batch_size=64,
+        gradient_accumulation_steps=2,
+        num_train_epochs=3,
+    )
     plan = ft.make_plan(config, examples=1000, seed=5)
     assert plan.micro_batches_per_epoch == 16 and plan.steps_per_epoch == 8 and plan.total_steps == 24
     order = plan.epoch_order(0)

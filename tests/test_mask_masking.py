@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from mask_fixtures import SMALL_VOCAB
+
 from sharebert.pipeline import formats
 from sharebert.pipeline.instances import ShardTokens, assemble_tokens, build_instance_spans
 from sharebert.pipeline.mask import make_samples
@@ -101,7 +101,7 @@ def test_whole_word_masking_masks_whole_words(docs, seq_len, seed):
 def test_count_uses_pythons_round_of_the_length_with_specials():
     lengths = np.arange(3, 600)
     for p in (0.15, 0.1, 0.5, 0.33):
-        want = [min(20, max(1, int(round(n * p))), n - 2) for n in lengths]
+        want = [min(20, max(1, round(n * p)), n - 2) for n in lengths]
         assert predictions_per_row(lengths, p, 20, lengths - 2).tolist() == want
     assert predictions_per_row(np.array([3]), 1.0, 20, np.array([1])).tolist() == [1]  # capped by candidates
 

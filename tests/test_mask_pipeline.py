@@ -8,8 +8,8 @@ import os
 import h5py
 import numpy as np
 import pytest
-
 from mask_fixtures import small_prepared_dir, write_prepared_dir, write_vocab
+
 from sharebert.cli import main
 from sharebert.errors import ConfigError, DataError
 from sharebert.pipeline import formats
@@ -259,6 +259,7 @@ def test_nsp_whole_word_and_empty_shards(tmp_path):
     vocab = write_vocab(tmp_path / "vocab.txt")
     rng = np.random.default_rng(0)
     from mask_fixtures import random_documents
+
     from sharebert.tokenization import replacement_token_ids
 
     ids = replacement_token_ids(read_vocab(vocab))
@@ -328,8 +329,8 @@ def test_round_trip_from_wikipedia(enwiki_sample, bert_vocab, tmp_path):
 def test_shards_are_read_whatever_their_row_groups(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
-
     from mask_fixtures import random_documents
+
     from sharebert.pipeline.instances import ShardTokens
     from sharebert.pipeline.mask import read_shard_tokens
     from sharebert.tokenization import replacement_token_ids, special_ids

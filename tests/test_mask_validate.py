@@ -5,8 +5,8 @@ from __future__ import annotations
 import h5py
 import numpy as np
 import pytest
-
 from mask_fixtures import SMALL_VOCAB
+
 from sharebert.pipeline import formats
 from sharebert.pipeline.instances import ShardTokens, build_instance_spans
 from sharebert.pipeline.mask import make_samples

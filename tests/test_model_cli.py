@@ -48,8 +48,28 @@ def test_benchmark_runs_on_the_cpu(capsys):
     spec = importlib.util.spec_from_file_location("bench_model", ROOT / "bench" / "model.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    summary = bench.main(["--device", "cpu", "--batch", "2", "--seq-len", "32", "--masked", "4", "--steps", "1",
-                          "--warmup", "1", "--matmul-size", "64", "--pad-fraction", "0.5", "--vocab-size", "1000"])
+    summary = bench.main(
+        [
+            "--device",
+            "cpu",
+            "--batch",
+            "2",
+            "--seq-len",
+            "32",
+            "--masked",
+            "4",
+            "--steps",
+            "1",
+            "--warmup",
+            "1",
+            "--matmul-size",
+            "64",
+            "--pad-fraction",
+            "0.5",
+            "--vocab-size",
+            "1000",
+        ]
+    )
     out = capsys.readouterr().out
     assert "speed-up over the plain implementation" in out
     for name in ("sharebert", "plain"):

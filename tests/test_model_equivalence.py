@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import reference_sharebert as plain
 import torch
 
-import reference_sharebert as plain
 from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM, ShareBertForSequenceClassification
 
 V = 1000  # small vocabulary: every carved matrix then spans several columns of E (g=5, gf=9 for tiny)
@@ -13,8 +13,9 @@ B, S = 3, 16
 
 
 def tiny(**overrides) -> ShareBertConfig:
-    return ShareBertConfig.from_preset("tiny", vocab_size=V, hidden_dropout_prob=0.0,
-                                       attention_probs_dropout_prob=0.0, **overrides)
+    return ShareBertConfig.from_preset(
+        "tiny", vocab_size=V, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, **overrides
+    )
 
 
 def randomize(model, scale=0.1, seed=0):
@@ -36,8 +37,13 @@ def inputs(padded: bool, seed=0):
         mask[2, 5:] = 0
     positions = torch.tensor([[1, 4, 7, 0], [2, 3, 9, 0], [1, 3, 0, 0]])
     labels = torch.randint(5, V, positions.shape, generator=gen)
-    return dict(input_ids=ids, token_type_ids=types, attention_mask=mask if padded else None,
-                masked_lm_positions=positions, labels=labels)
+    return dict(
+        input_ids=ids,
+        token_type_ids=types,
+        attention_mask=mask if padded else None,
+        masked_lm_positions=positions,
+        labels=labels,
+    )
 
 
 def relative_error(a, b) -> float:
@@ -68,9 +74,15 @@ def test_masked_lm_matches_plain_implementation(ln_mode, padded):
     batch = inputs(padded)
     out = model(**batch)
     fast_grads = gradients(model, out.loss)
-    ref_loss, ref_logits = plain.masked_lm(dict(model.named_parameters()), model.config, batch["input_ids"],
-                                           batch["token_type_ids"], batch["attention_mask"],
-                                           batch["masked_lm_positions"], batch["labels"])
+    ref_loss, ref_logits = plain.masked_lm(
+        dict(model.named_parameters()),
+        model.config,
+        batch["input_ids"],
+        batch["token_type_ids"],
+        batch["attention_mask"],
+        batch["masked_lm_positions"],
+        batch["labels"],
+    )
     assert out.logits.shape == (B, 4, V)
     assert relative_error(out.logits, ref_logits) < 1e-5
     assert relative_error(out.loss, ref_loss) < 1e-5
@@ -104,17 +116,28 @@ def test_classifier_matches_plain_implementation(num_labels):
     assert_same_gradients(fast_grads, gradients(model, ref_loss), rtol=1e-5)
 
 
-@pytest.mark.parametrize("overrides", [dict(layer_norm_type="rms_norm", hidden_act="relu"),
-                                       dict(sparse_mask_prediction=False, layernorm_embedding=True),
-                                       dict(attention_scale_exponent=0.5)])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        dict(layer_norm_type="rms_norm", hidden_act="relu"),
+        dict(sparse_mask_prediction=False, layernorm_embedding=True),
+        dict(attention_scale_exponent=0.5),
+    ],
+)
 def test_options_match_plain_implementation_in_float64(overrides):
     """In float64 the two agree to rounding noise: same function, not merely close."""
     model = randomize(ShareBertForMaskedLM(tiny(**overrides), seed=3), scale=0.3).double().eval()
     batch = inputs(padded=True)
     out = model(**batch)
-    ref_loss, ref_logits = plain.masked_lm(dict(model.named_parameters()), model.config, batch["input_ids"],
-                                           batch["token_type_ids"], batch["attention_mask"],
-                                           batch["masked_lm_positions"], batch["labels"])
+    ref_loss, ref_logits = plain.masked_lm(
+        dict(model.named_parameters()),
+        model.config,
+        batch["input_ids"],
+        batch["token_type_ids"],
+        batch["attention_mask"],
+        batch["masked_lm_positions"],
+        batch["labels"],
+    )
     assert relative_error(out.logits, ref_logits) < 1e-12
     assert_same_gradients(gradients(model, out.loss), gradients(model, ref_loss), rtol=1e-10)
 
@@ -173,7 +196,7 @@ def test_gradients_reach_word_embeddings_through_the_carved_weights():
     # the rows of factor_linear_all's (out, in) weight.
     pool = layout.block("pool")
     column_grad = emb.factor_linear_all.weight.grad.abs().sum(dim=1)
-    assert (column_grad[pool.stop:] > 0).all() and (column_grad[: pool.stop] == 0).all()
+    assert (column_grad[pool.stop :] > 0).all() and (column_grad[: pool.stop] == 0).all()
 
 
 def test_nsp_head():
@@ -182,10 +205,13 @@ def test_nsp_head():
     nsp_labels = torch.tensor([0, 1, 1])
     out = model(**batch, next_sentence_label=nsp_labels)
     params = dict(model.named_parameters())
-    hidden, E = plain.encoder(params, model.config, batch["input_ids"], batch["token_type_ids"],
-                              batch["attention_mask"])
-    ref_nsp = plain.pooled(params, model.config, hidden, E) @ params["cls.seq_relationship.weight"].T \
+    hidden, E = plain.encoder(
+        params, model.config, batch["input_ids"], batch["token_type_ids"], batch["attention_mask"]
+    )
+    ref_nsp = (
+        plain.pooled(params, model.config, hidden, E) @ params["cls.seq_relationship.weight"].T
         + params["cls.seq_relationship.bias"]
+    )
     assert out.nsp_logits.shape == (B, 2)
     assert relative_error(out.nsp_logits, ref_nsp) < 1e-5
     assert torch.allclose(out.loss, out.mlm_loss + out.nsp_loss)

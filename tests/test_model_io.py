@@ -7,12 +7,18 @@ import logging
 import re
 
 import pytest
+import reference_sharebert as plain
 import torch
 
-import reference_sharebert as plain
 from sharebert.errors import DataError
-from sharebert.trainer.model import (ShareBertConfig, ShareBertForMaskedLM, ShareBertForSequenceClassification,
-                                     ShareBertModel, load_model_folder, save_model_folder)
+from sharebert.trainer.model import (
+    ShareBertConfig,
+    ShareBertForMaskedLM,
+    ShareBertForSequenceClassification,
+    ShareBertModel,
+    load_model_folder,
+    save_model_folder,
+)
 
 V = 1000
 
@@ -33,8 +39,11 @@ def inputs():
     gen = torch.Generator().manual_seed(0)
     mask = torch.ones(2, 10, dtype=torch.long)
     mask[1, 6:] = 0
-    return dict(input_ids=torch.randint(5, V, (2, 10), generator=gen), attention_mask=mask,
-                token_type_ids=torch.zeros(2, 10, dtype=torch.long))
+    return dict(
+        input_ids=torch.randint(5, V, (2, 10), generator=gen),
+        attention_mask=mask,
+        token_type_ids=torch.zeros(2, 10, dtype=torch.long),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +60,7 @@ def saved_mlm(tmp_path_factory):
 
 def test_save_then_load_gives_identical_outputs(saved_mlm):
     folder, model = saved_mlm
-    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "pytorch_model.bin",
-                                                  "vocab.txt"}
+    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "pytorch_model.bin", "vocab.txt"}
     loaded = load_model_folder(folder, task="masked-lm").eval()
     assert loaded.config == model.config
     assert torch.equal(loaded(**inputs()).logits, model(**inputs()).logits)
@@ -78,15 +86,22 @@ def test_reference_checkpoint_loads(tmp_path):
     state["cls.predictions.decoder.bias"] = state["cls.predictions.bias"]
     torch.save(state, tmp_path / "pytorch_model.bin")
     config = {k: v for k, v in source.config.to_dict().items() if k not in ("nsp", "attention_scale_exponent")}
-    config.update(layer_norm_eps=1e-12, layer_norm_type="apex", encoder_ln_mode="pre-ln",
-                  architectures=["ShareBertLMHeadModel"], transformers_version="4.6.0", gradient_checkpointing=False)
+    config.update(
+        layer_norm_eps=1e-12,
+        layer_norm_type="apex",
+        encoder_ln_mode="pre-ln",
+        architectures=["ShareBertLMHeadModel"],
+        transformers_version="4.6.0",
+        gradient_checkpointing=False,
+    )
     (tmp_path / "config.json").write_text(json.dumps(config))
     loaded = load_model_folder(tmp_path, task="masked-lm").eval()
     assert not loaded.config.fused_linear_layer and not loaded.config.sparse_mask_prediction
     params = {k: v.float() for k, v in state.items()}
     for kind in ("weight", "bias"):
         params[f"cls.predictions.transform.dense_act.{kind}"] = params.pop(
-            f"cls.predictions.transform.dense_act.dense.{kind}")
+            f"cls.predictions.transform.dense_act.dense.{kind}"
+        )
     batch = inputs()
     hidden, _ = plain.encoder(params, loaded.config, **batch)
     expected = plain.mlm_logits(params, loaded.config, hidden)
@@ -130,8 +145,10 @@ def test_classifier_folder_round_trip_and_relabel(tmp_path, vocab_file, caplog):
     encoder = load_model_folder(tmp_path, task="base")
     assert isinstance(encoder, ShareBertModel)
     save_model_folder(encoder, tmp_path / "encoder", None)  # a bare encoder's keys have no "bert." prefix
-    assert torch.equal(load_model_folder(tmp_path / "encoder", task="sequence-classification", num_labels=1)
-                       .bert.pooler.bias, clf.bert.pooler.bias)
+    assert torch.equal(
+        load_model_folder(tmp_path / "encoder", task="sequence-classification", num_labels=1).bert.pooler.bias,
+        clf.bert.pooler.bias,
+    )
 
 
 def write_folder(folder, state, config: ShareBertConfig):
@@ -140,12 +157,15 @@ def write_folder(folder, state, config: ShareBertConfig):
     config.to_json_file(folder / "config.json")
 
 
-@pytest.mark.parametrize("change, message", [
-    ("shape", "bert.encoder.layer.0.output.bias has shape [7] but config.json needs [64]"),
-    ("missing", "missing key bert.encoder.FinalLayerNorm.bias"),
-    ("unknown", "unexpected key bert.encoder.layer.9.output.bias"),
-    ("not_a_tensor", "bert.pooler.bias is not a tensor"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("shape", "bert.encoder.layer.0.output.bias has shape [7] but config.json needs [64]"),
+        ("missing", "missing key bert.encoder.FinalLayerNorm.bias"),
+        ("unknown", "unexpected key bert.encoder.layer.9.output.bias"),
+        ("not_a_tensor", "bert.pooler.bias is not a tensor"),
+    ],
+)
 def test_bad_weights_name_file_and_key(tmp_path, change, message):
     model = ShareBertForMaskedLM(tiny(), seed=0)
     state = dict(model.state_dict())

@@ -22,9 +22,13 @@ def batch(padded=True):
     mask = torch.ones(B, S, dtype=torch.long)
     if padded:
         mask[1, 7:] = 0
-    return dict(input_ids=torch.randint(5, V, (B, S), generator=gen),
-                token_type_ids=torch.zeros(B, S, dtype=torch.long), attention_mask=mask, masked_lm_positions=torch.tensor([[1, 3, 0], [2, 5, 6]]),
-                labels=torch.randint(5, V, (B, 3), generator=gen))
+    return dict(
+        input_ids=torch.randint(5, V, (B, S), generator=gen),
+        token_type_ids=torch.zeros(B, S, dtype=torch.long),
+        attention_mask=mask,
+        masked_lm_positions=torch.tensor([[1, 3, 0], [2, 5, 6]]),
+        labels=torch.randint(5, V, (B, 3), generator=gen),
+    )
 
 
 def test_init_is_seeded_and_leaves_the_global_rng_alone():
@@ -40,15 +44,25 @@ def test_init_is_seeded_and_leaves_the_global_rng_alone():
 def test_init_follows_section_7():
     model = ShareBertForMaskedLM(ShareBertConfig.from_preset("tiny"), seed=0)
     p = dict(model.named_parameters())
-    for name in ("bert.embeddings.word_embeddings.weight", "bert.embeddings.factor_linear_all.weight",
-                 "bert.embeddings.position_embeddings.weight", "cls.predictions.decoder.weight"):
+    for name in (
+        "bert.embeddings.word_embeddings.weight",
+        "bert.embeddings.factor_linear_all.weight",
+        "bert.embeddings.position_embeddings.weight",
+        "cls.predictions.decoder.weight",
+    ):
         assert p[name].mean().abs() < 0.002 and p[name].std().item() == pytest.approx(0.02, rel=0.05), name
     for name in ("bert.embeddings.factor_linear.bias", "cls.predictions.bias"):
         assert (p[name] == 0).all(), name
     for name in ("bert.encoder.FinalLayerNorm.weight", "bert.encoder.layer.1.PreAttentionLayerNorm.weight"):
         assert (p[name] == 1).all(), name
-    standalone = torch.cat([p[n].flatten() for n in p if n.startswith("bert.encoder.layer.") and
-                            n.endswith(("_bias", "intermediate.bias", "output.bias"))] + [p["bert.pooler.bias"]])
+    standalone = torch.cat(
+        [
+            p[n].flatten()
+            for n in p
+            if n.startswith("bert.encoder.layer.") and n.endswith(("_bias", "intermediate.bias", "output.bias"))
+        ]
+        + [p["bert.pooler.bias"]]
+    )
     assert standalone.std().item() == pytest.approx(1.0, rel=0.05)
     dense = p["cls.predictions.transform.dense_act.weight"]  # PyTorch's default: U(-1/sqrt(H), 1/sqrt(H))
     bound = 1 / math.sqrt(64)
@@ -79,8 +93,10 @@ def test_low_precision_weights():
 def test_activation_checkpointing_gives_the_same_gradients():
     grads = []
     for checkpointing in (False, True):
-        model = ShareBertForMaskedLM(tiny(gradient_checkpointing=checkpointing, hidden_dropout_prob=0.0,
-                                          attention_probs_dropout_prob=0.0), seed=0)
+        model = ShareBertForMaskedLM(
+            tiny(gradient_checkpointing=checkpointing, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+            seed=0,
+        )
         model(**batch()).loss.backward()
         grads.append({n: p.grad for n, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys()

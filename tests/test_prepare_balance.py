@@ -10,8 +10,8 @@ from sharebert.pipeline.balance import (
     BalanceError,
     cut_points,
     greedy_placement,
-    place_documents,
     held_out_documents,
+    place_documents,
 )
 
 

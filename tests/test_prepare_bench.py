@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from prepare_fixtures import article, page, write_dump, write_vocab
+
 from sharebert.pipeline.sources.wiki import stream_starts
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "prepare.py"

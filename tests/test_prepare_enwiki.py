@@ -69,5 +69,8 @@ def test_shards_are_balanced_and_described(prepared):
         tokens = [s["tokens"] for s in info["shards"] if s["split"] == split]
         assert len(tokens) == info["settings"][f"num_{split}_shards"]
         assert max(tokens) <= 1.05 * sum(tokens) / len(tokens)
-    assert sum(len(s) for r in rows for s in r["sentences"]) == info["totals"]["train"]["tokens"] + info["totals"]["test"]["tokens"]
+    assert (
+        sum(len(s) for r in rows for s in r["sentences"])
+        == info["totals"]["train"]["tokens"] + info["totals"]["test"]["tokens"]
+    )
     assert info["vocab"]["size"] == 30522 and info["vocab"]["lowercase"] is True

@@ -6,8 +6,8 @@ import bz2
 import json
 
 import pytest
-
 from prepare_fixtures import article, dump_xml, page, write_vocab
+
 from sharebert.errors import DataError
 from sharebert.pipeline.prepare import InputSpec, PrepareConfig, prepare
 from sharebert.pipeline.records import ReadStats

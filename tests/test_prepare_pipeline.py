@@ -9,13 +9,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from prepare_fixtures import article, page, write_dump, write_vocab
+
 from sharebert.cli import main
 from sharebert.errors import ConfigError, DataError
-from sharebert.pipeline import formats
+from sharebert.pipeline import formats, prepare_output
 from sharebert.pipeline import prepare as prepare_module
-from sharebert.pipeline import prepare_output
 from sharebert.pipeline.encode import SentenceEncoder
 from sharebert.pipeline.prepare import WORK_DIR, InputSpec, PrepareConfig, prepare
 
@@ -30,7 +29,9 @@ def corpus(tmp_path_factory) -> dict:
     dump = write_dump(root / "rivers.xml.bz2", pages, multistream=True)
     text = root / "stories.txt"
     text.write_text(
-        "\n\n".join(f"The king had a ship {i}.\nThe queen built a house in the city.\nIt was night." for i in range(20)),
+        "\n\n".join(
+            f"The king had a ship {i}.\nThe queen built a house in the city.\nIt was night." for i in range(20)
+        ),
         encoding="utf-8",
     )
     books = root / "books"
@@ -76,7 +77,9 @@ def test_outputs_follow_the_contract(corpus, tmp_path):
     info = run(corpus, out, keep_text=True)
     assert formats.read_prepare_info(out) == info
     names = sorted(p.name for p in out.iterdir())
-    expected_shards = [formats.shard_file_name("test", 0, 1)] + [formats.shard_file_name("train", k, 4) for k in range(4)]
+    expected_shards = [formats.shard_file_name("test", 0, 1)] + [
+        formats.shard_file_name("train", k, 4) for k in range(4)
+    ]
     assert names == sorted(expected_shards + [formats.PREPARE_INFO_FILE, formats.VOCAB_FILE])  # no work dir, no temp
     assert (out / formats.VOCAB_FILE).read_bytes() == corpus["vocab"].read_bytes()
     for key in ("format_version", "sharebert_version", "vocab", "shards", "totals", "settings", "inputs", "versions"):
@@ -254,7 +257,9 @@ def cli(args, capsys) -> tuple[int, list[str]]:
 def _bad_inputs(root: Path, corpus) -> list[tuple[list, str]]:
     truncated = root / "truncated.xml.bz2"
     truncated.write_bytes(corpus["dump"].read_bytes()[:-200])
-    big = write_dump(root / "big.xml.bz2", [page(f"P{i}", i, " ".join(f"w{i * j}" for j in range(3000))) for i in range(3)])
+    big = write_dump(
+        root / "big.xml.bz2", [page(f"P{i}", i, " ".join(f"w{i * j}" for j in range(3000))) for i in range(3)]
+    )
     data = big.read_bytes()
     corrupt = root / "corrupt.xml.bz2"
     corrupt.write_bytes(data[:300] + bytes(b ^ 0xFF for b in data[300:800]) + data[800:])

@@ -6,8 +6,8 @@ import bz2
 import sys
 
 import pytest
-
 from prepare_fixtures import page, write_dump
+
 from sharebert.errors import DataError
 from sharebert.pipeline.records import LINES, PLAIN, WIKITEXT, ReadStats
 from sharebert.pipeline.sources import open_source
@@ -103,7 +103,7 @@ def test_missing_files_and_folders(tmp_path):
 def test_books_one_document_per_file_and_bad_bytes_counted(tmp_path):
     books = tmp_path / "books"
     (books / "sub").mkdir(parents=True)
-    (books / "b.txt").write_bytes("Chapter one.\nIt was a dark\nnight.\n\nChapter two.".encode())
+    (books / "b.txt").write_bytes(b"Chapter one.\nIt was a dark\nnight.\n\nChapter two.")
     (books / "a.txt").write_bytes(b"Caf\xe9 and cr\xe8me. Fine \xef\xbf\xbd literal.")  # latin-1 bytes
     (books / "sub" / "c.txt").write_text("\ufeffThird book.", encoding="utf-8")
     (books / ".hidden.txt").write_text("skipped")

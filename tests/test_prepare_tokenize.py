@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from prepare_fixtures import write_vocab
+
 from sharebert.pipeline.encode import SentenceEncoder, train_vocabulary
 from sharebert.tokenization import SPECIAL_TOKENS, bert_tokenizer, read_vocab
 
@@ -98,8 +98,7 @@ def _hypothesis_vocab() -> Path:
 
 
 CORPUS = [
-    f"Sentence {i} tells of the river and the town, of kings, queens and ships: story {i % 7}."
-    for i in range(300)
+    f"Sentence {i} tells of the river and the town, of kings, queens and ships: story {i % 7}." for i in range(300)
 ] + ["Ünïcödé wörds and café crème.", "数字 and symbols ¶ § ©."]
 
 

@@ -26,7 +26,7 @@ def prose(markup: str) -> str:
         ("x {{#if: y | {{z}} | w}} v", "x v"),
         ("x {{math|{a}|b}} y", "x y"),
         # tables, nested, and their rows never leak
-        ("Before.\n{| class=\"t\"\n|-\n! H1 !! H2\n|-\n| a || b\n|}\nAfter.", "Before.\nAfter."),
+        ('Before.\n{| class="t"\n|-\n! H1 !! H2\n|-\n| a || b\n|}\nAfter.', "Before.\nAfter."),
         ("Before.\n{|\n| outer\n{|\n| inner\n|}\n| more\n|}\nAfter.", "Before.\nAfter."),
         (":{| \n| indented table\n|}\nText.", "Text."),
         # references: paired, self-closing, named, with templates inside, and the references list
@@ -61,7 +61,10 @@ def prose(markup: str) -> str:
         ("__NOTOC__\nText here.__NOEDITSECTION__", "Text here."),
         # headings vanish, list marks and emphasis marks too
         ("== History ==\nText.\n=== Early ===\nMore.", "Text.\nMore."),
-        ("* one\n** two\n# three\n#* four\n; term : definition\n: indented", "one\ntwo\nthree\nfour\nterm: definition\nindented"),
+        (
+            "* one\n** two\n# three\n#* four\n; term : definition\n: indented",
+            "one\ntwo\nthree\nfour\nterm: definition\nindented",
+        ),
         ("'''Bold''' and ''italic'' and '''''both'''''.", "Bold and italic and both."),
         # sections without prose at the end are skipped, with their subsections
         ("Prose.\n== See also ==\n* [[Other]]\n=== More ===\n* x\n== External links ==\n* [http://a.b c]", "Prose."),

@@ -31,9 +31,8 @@ def test_results_in_task_order_across_maps(workers, preload):
 
 
 def test_an_error_in_a_task_reaches_the_caller():
-    with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
-        with pytest.raises(ZeroDivisionError):
-            list(pool.map_ordered(reciprocal, [1, 2, 0, 4]))
+    with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool, pytest.raises(ZeroDivisionError):
+        list(pool.map_ordered(reciprocal, [1, 2, 0, 4]))
 
 
 def reciprocal(x: int) -> float:
@@ -81,8 +80,14 @@ with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
 def test_workers_are_forked_from_a_single_threaded_process_and_inherit_its_state():
     # In a fresh interpreter: this one may hold threads that earlier tests left behind.
     root = Path(__file__).resolve().parents[1]
-    out = subprocess.run([sys.executable, "-c", _FORK_CHECK], cwd=root, capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(root)})
+    out = subprocess.run(
+        [sys.executable, "-c", _FORK_CHECK],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
     assert out.stdout.strip() == "['set before the pool started']"
 
 
@@ -199,7 +204,7 @@ def test_tasks_run_in_this_process_allocate_with_the_c_library_too(parent_on_mim
 
 def test_released_workers_exit_while_this_process_goes_on():
     with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
-        workers = set(pid for _, pid in pool.map_ordered(square_with_pid, range(4)))
+        workers = {pid for _, pid in pool.map_ordered(square_with_pid, range(4))}
         pool.release()
         with pytest.raises(RuntimeError):
             list(pool.map_ordered(square_with_pid, range(2)))

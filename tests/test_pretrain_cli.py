@@ -6,11 +6,11 @@ import dataclasses
 import shlex
 
 import pytest
+from samples_fixture import write_samples
 
 from sharebert.cli import build_parser, main
 from sharebert.trainer.config import ShareBertConfig
 from sharebert.trainer.pretrain_cli import MODEL_FLAG_PREFIX, build_config
-from samples_fixture import write_samples
 
 # SHAREBERT.md section 10 / the ShareBERT README's command, paths aside.
 PUBLISHED = """--local_rank=0 --model_type bert-mlm --tokenizer_name bert-base-uncased --hidden_act gelu
@@ -32,10 +32,18 @@ def parse(argv: str):
 
 def test_the_published_command_parses_with_the_reference_meanings():
     c = parse(PUBLISHED)
-    assert c.model_overrides == dict(hidden_act="gelu", hidden_size=2048, factor_size=384, num_hidden_layers=12,
-                                     num_attention_heads=16, intermediate_size=4096, hidden_dropout_prob=0.1,
-                                     attention_probs_dropout_prob=0.1, encoder_ln_mode="pre-ln",
-                                     layer_norm_type="pytorch")
+    assert c.model_overrides == dict(
+        hidden_act="gelu",
+        hidden_size=2048,
+        factor_size=384,
+        num_hidden_layers=12,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        hidden_dropout_prob=0.1,
+        attention_probs_dropout_prob=0.1,
+        encoder_ln_mode="pre-ln",
+        layer_norm_type="pytorch",
+    )
     e = c.engine
     assert (e.train_batch_size, e.micro_batch_size, e.lr, e.gradient_clipping) == (4000, 250, 1e-3, 0.5)
     assert e.precision == "fp16"
@@ -50,8 +58,10 @@ def test_the_published_command_parses_with_the_reference_meanings():
 
 
 def test_kebab_case_aliases_and_every_model_field_have_flags():
-    c = parse("--dataset-path S --output-dir R --preset tiny --train-micro-batch-size-per-gpu 8 --max-steps 5 "
-              "--fused_linear_layer false --attention_scale_exponent 1/2 --bf16")
+    c = parse(
+        "--dataset-path S --output-dir R --preset tiny --train-micro-batch-size-per-gpu 8 --max-steps 5 "
+        "--fused_linear_layer false --attention_scale_exponent 1/2 --bf16"
+    )
     assert c.engine.micro_batch_size == 8 and c.stop.max_steps == 5 and c.engine.precision == "bf16"
     assert c.model_overrides == {"fused_linear_layer": False, "attention_scale_exponent": 0.5}
     dests = {a.dest for a in build_parser()._subparsers._group_actions[0].choices["pretrain"]._actions}
@@ -64,26 +74,55 @@ def samples(tmp_path):
 
 
 def run_cli(samples, out, extra: str):
-    return main(["pretrain", "--dataset_path", str(samples), "--output_dir", str(out), "--preset", "tiny",
-                 "--train_batch_size", "16", "--train_micro_batch_size_per_gpu", "8", "--max_steps", "3",
-                 *shlex.split(extra)])
+    return main(
+        [
+            "pretrain",
+            "--dataset_path",
+            str(samples),
+            "--output_dir",
+            str(out),
+            "--preset",
+            "tiny",
+            "--train_batch_size",
+            "16",
+            "--train_micro_batch_size_per_gpu",
+            "8",
+            "--max_steps",
+            "3",
+            *shlex.split(extra),
+        ]
+    )
 
 
-@pytest.mark.parametrize("extra, message", [
-    ("--vocab_size 2048", "manifest.json: the samples use a vocab of 1024 tokens but the model's vocab_size is 2048"),
-    ("--max_position_embeddings 16", "samples are 32 tokens long but the model has only max_position_embeddings=16"),
-    ("--train_batch_size 30", "train_batch_size=30 is not a multiple of train_micro_batch_size_per_gpu=8 x world"),
-    ("--train_batch_size 32 --gradient_accumulation_steps 2",
-     "train_batch_size=32 is not train_micro_batch_size_per_gpu=8 x gradient_accumulation_steps=2 x world size 1"),
-    ("--fp16", "--fp16 needs a CUDA GPU"),
-    ("--tokenizer_name bert-base-uncased", "the samples were made with another vocab than the bert-base-uncased vocab"),
-    ("--tokenizer_name roberta-base", "--tokenizer_name 'roberta-base': sharebert takes the vocab from"),
-    ("--optimizer_type lamb", "only adamw is supported"),
-    ("--lr_schedule time", "--lr_schedule time needs --total_training_time"),
-    ("--model_type bert-mlm-nsp", "the samples have no next-sentence labels"),
-    ("--do_validation --seed -1", "seed=-1 must be an integer >= 0"),
-    ("--nsp true", "--nsp True disagrees with --model_type bert-mlm"),
-])
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            "--vocab_size 2048",
+            "manifest.json: the samples use a vocab of 1024 tokens but the model's vocab_size is 2048",
+        ),
+        (
+            "--max_position_embeddings 16",
+            "samples are 32 tokens long but the model has only max_position_embeddings=16",
+        ),
+        ("--train_batch_size 30", "train_batch_size=30 is not a multiple of train_micro_batch_size_per_gpu=8 x world"),
+        (
+            "--train_batch_size 32 --gradient_accumulation_steps 2",
+            "train_batch_size=32 is not train_micro_batch_size_per_gpu=8 x gradient_accumulation_steps=2 x world size 1",
+        ),
+        ("--fp16", "--fp16 needs a CUDA GPU"),
+        (
+            "--tokenizer_name bert-base-uncased",
+            "the samples were made with another vocab than the bert-base-uncased vocab",
+        ),
+        ("--tokenizer_name roberta-base", "--tokenizer_name 'roberta-base': sharebert takes the vocab from"),
+        ("--optimizer_type lamb", "only adamw is supported"),
+        ("--lr_schedule time", "--lr_schedule time needs --total_training_time"),
+        ("--model_type bert-mlm-nsp", "the samples have no next-sentence labels"),
+        ("--do_validation --seed -1", "seed=-1 must be an integer >= 0"),
+        ("--nsp true", "--nsp True disagrees with --model_type bert-mlm"),
+    ],
+)
 def test_bad_settings_fail_with_one_line(samples, tmp_path, capsys, extra, message):
     assert run_cli(samples, tmp_path / "run", extra) == 2
     err = capsys.readouterr().err.strip()

@@ -9,18 +9,19 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from samples_fixture import row_numbers, write_numbered_samples, write_samples
 
 from sharebert.errors import DataError
 from sharebert.pipeline import formats
 from sharebert.trainer import data
-from samples_fixture import row_numbers, write_numbered_samples, write_samples
 
 UNEVEN = [3000, 10, 1500, 777, 1, 2049]
 
 
 def layout(rank=0, world=1, mb=64, seed=7, block_rows=256, window_blocks=3):
-    return data.LoaderLayout(seed=seed, world_size=world, rank=rank, micro_batch_size=mb, block_rows=block_rows,
-                             window_blocks=window_blocks)
+    return data.LoaderLayout(
+        seed=seed, world_size=world, rank=rank, micro_batch_size=mb, block_rows=block_rows, window_blocks=window_blocks
+    )
 
 
 @pytest.mark.parametrize("world", [1, 2, 3, 5])
@@ -45,8 +46,9 @@ def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
 
 def test_ranks_see_disjoint_rows_and_each_row_at_most_once_per_epoch(tmp_path):
     rows = [700, 30, 450, 5]
-    samples = data.open_training_samples(write_numbered_samples(tmp_path, rows), vocab_size=sum(rows) + 13,
-                                         max_position_embeddings=8)
+    samples = data.open_training_samples(
+        write_numbered_samples(tmp_path, rows), vocab_size=sum(rows) + 13, max_position_embeddings=8
+    )
     world, mb = 3, 16
     seen = []
     for rank in range(world):
@@ -63,14 +65,15 @@ def test_ranks_see_disjoint_rows_and_each_row_at_most_once_per_epoch(tmp_path):
 
 
 def test_resuming_from_a_position_gives_exactly_the_same_batches(tmp_path):
-    samples = data.open_training_samples(write_numbered_samples(tmp_path, [300, 45, 260]), vocab_size=618,
-                                         max_position_embeddings=8)
+    samples = data.open_training_samples(
+        write_numbered_samples(tmp_path, [300, 45, 260]), vocab_size=618, max_position_embeddings=8
+    )
     lay = layout(rank=1, world=2, mb=10, block_rows=32, window_blocks=2)
     per_epoch = data.micro_batches_per_epoch(samples.train_rows, lay)
     straight = list(itertools.islice(data.train_batches(samples, lay, data.DataPosition()), 3 * per_epoch))
     for cut in (1, 7, per_epoch - 1, per_epoch, per_epoch + 5):
         resumed = data.train_batches(samples, lay, straight[cut - 1].position)
-        for expected in straight[cut:cut + per_epoch]:
+        for expected in straight[cut : cut + per_epoch]:
             got = next(resumed)
             assert got.position == expected.position
             for k in expected.inputs:
@@ -90,14 +93,24 @@ def test_batches_carry_model_inputs_with_labels_on_used_slots_only(tmp_path):
 
 
 def test_validation_covers_a_fixed_subset_split_across_ranks(tmp_path):
-    samples = data.open_training_samples(write_numbered_samples(tmp_path, [10], [300, 170]), vocab_size=493,
-                                         max_position_embeddings=8)
-    per_rank = [[x for b in data.validation_batches(samples, layout(r, 2, mb=32, block_rows=64), 400)
-                 for x in row_numbers(b["input_ids"])] for r in range(2)]
+    samples = data.open_training_samples(
+        write_numbered_samples(tmp_path, [10], [300, 170]), vocab_size=493, max_position_embeddings=8
+    )
+    per_rank = [
+        [
+            x
+            for b in data.validation_batches(samples, layout(r, 2, mb=32, block_rows=64), 400)
+            for x in row_numbers(b["input_ids"])
+        ]
+        for r in range(2)
+    ]
     flat = per_rank[0] + per_rank[1]
     assert len(flat) == 400 == len(set(flat))
-    again = [x for b in data.validation_batches(samples, layout(0, 2, mb=32, block_rows=64), 400)
-             for x in row_numbers(b["input_ids"])]
+    again = [
+        x
+        for b in data.validation_batches(samples, layout(0, 2, mb=32, block_rows=64), 400)
+        for x in row_numbers(b["input_ids"])
+    ]
     assert again == per_rank[0]
 
 

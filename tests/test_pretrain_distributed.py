@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-
 from samples_fixture import write_samples
 
 pytestmark = pytest.mark.distributed
@@ -18,10 +17,35 @@ pytestmark = pytest.mark.distributed
 def test_two_ranks_on_uneven_shards_run_the_same_steps_across_epochs(tmp_path):
     samples = write_samples(tmp_path / "samples", [700, 33, 1400, 5, 260], [130, 70])
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "sharebert.cli", "pretrain", "--dataset_path", str(samples), "--output_dir", str(out),
-           "--preset", "tiny", "--train_batch_size", "32", "--train_micro_batch_size_per_gpu", "8",
-           "--max_steps", "90", "--log_steps", "10", "--validation_steps", "45", "--checkpoint_steps", "1000"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "sharebert.cli",
+        "pretrain",
+        "--dataset_path",
+        str(samples),
+        "--output_dir",
+        str(out),
+        "--preset",
+        "tiny",
+        "--train_batch_size",
+        "32",
+        "--train_micro_batch_size_per_gpu",
+        "8",
+        "--max_steps",
+        "90",
+        "--log_steps",
+        "10",
+        "--validation_steps",
+        "45",
+        "--checkpoint_steps",
+        "1000",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -11,7 +11,6 @@ from sharebert.errors import ConfigError, DataError
 from sharebert.trainer import engine as eng
 from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM
 
-
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
@@ -24,8 +23,11 @@ def test_accumulation_is_derived_and_a_mismatch_names_the_numbers():
     assert eng.accumulation_steps(4000, 250, 4) == 4
     with pytest.raises(ConfigError, match=r"train_batch_size=4000 is not a multiple of .*=250 x world size 3"):
         eng.accumulation_steps(4000, 250, 3)
-    with pytest.raises(ConfigError, match=r"train_batch_size=4000 is not .*250 x gradient_accumulation_steps=8 x "
-                                          r"world size 1 \(= 2000\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"train_batch_size=4000 is not .*250 x gradient_accumulation_steps=8 x "
+        r"world size 1 \(= 2000\)",
+    ):
         eng.accumulation_steps(4000, 250, 1, given=8)
 
 
@@ -37,8 +39,11 @@ def test_deepspeed_config_is_generated_and_a_file_overrides_it(tmp_path):
     assert "bf16" not in ds and ds["gradient_clipping"] == 0.5
     override = tmp_path / "ds.json"
     override.write_text(json.dumps({"train_micro_batch_size_per_gpu": 16, "zero_optimization": {"stage": 2}}))
-    ds = eng.deepspeed_config(eng.EngineConfig(train_batch_size=64, micro_batch_size=8, deepspeed_config=override),
-                              world_size=1, precision="fp32")
+    ds = eng.deepspeed_config(
+        eng.EngineConfig(train_batch_size=64, micro_batch_size=8, deepspeed_config=override),
+        world_size=1,
+        precision="fp32",
+    )
     assert ds["train_micro_batch_size_per_gpu"] == 16 and ds["gradient_accumulation_steps"] == 4
     assert ds["zero_optimization"]["stage"] == 2
 
@@ -59,8 +64,17 @@ def test_precision_defaults_to_bf16_only_where_supported():
         eng.resolve_precision("fp16", cuda=False)
 
 
-@pytest.mark.parametrize("kwargs", [dict(lr=0.0), dict(adam_beta2=1.0), dict(zero_stage=3), dict(precision="fp8"),
-                                    dict(train_batch_size=0), dict(gradient_clipping=-1.0)])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(lr=0.0),
+        dict(adam_beta2=1.0),
+        dict(zero_stage=3),
+        dict(precision="fp8"),
+        dict(train_batch_size=0),
+        dict(gradient_clipping=-1.0),
+    ],
+)
 def test_engine_config_rejects_bad_values(kwargs):
     with pytest.raises(ConfigError, match=next(iter(kwargs))):
         eng.EngineConfig(**kwargs)
@@ -76,8 +90,11 @@ def test_no_weight_decay_on_biases_and_layer_norms():
     assert "bert.encoder.layer.0.block.self.query_bias" in no_decay_names  # a standalone per-layer bias
     assert "bert.embeddings.pre_factor_norm.weight" in no_decay_names
     assert "bert.encoder.layer.1.intermediate.bias" in no_decay_names
-    assert {"bert.embeddings.word_embeddings.weight", "bert.embeddings.factor_linear_all.weight",
-            "cls.predictions.decoder.weight"} <= decay_names
+    assert {
+        "bert.embeddings.word_embeddings.weight",
+        "bert.embeddings.factor_linear_all.weight",
+        "cls.predictions.decoder.weight",
+    } <= decay_names
     assert all("bias" in n or "norm" in n.lower() for n in no_decay_names)
     assert len(decay_names) + len(no_decay_names) == len(list(model.parameters()))
 
@@ -98,12 +115,18 @@ def test_engine_accumulates_steps_with_the_given_lr_and_round_trips_a_checkpoint
     torch.manual_seed(0)
     model = tiny_model()
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
-    engine = eng.TrainingEngine(model, eng.EngineConfig(train_batch_size=8, micro_batch_size=4, precision="fp32"),
-                                eng.LaunchEnvironment())
+    engine = eng.TrainingEngine(
+        model, eng.EngineConfig(train_batch_size=8, micro_batch_size=4, precision="fp32"), eng.LaunchEnvironment()
+    )
     assert engine.accumulation_steps == 2 and engine.device.type == "cpu"
     ids = torch.randint(5, 1024, (4, 16))
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
-              "masked_lm_positions": torch.tensor([[1, 2]] * 4), "labels": ids[:, 1:3].clone()}
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": torch.zeros_like(ids),
+        "masked_lm_positions": torch.tensor([[1, 2]] * 4),
+        "labels": ids[:, 1:3].clone(),
+    }
     for _ in range(2):
         loss = engine.forward_backward(inputs)
     norm = float(engine.grad_norm_tensor())
@@ -131,11 +154,17 @@ def test_bf16_forward_through_the_engine_really_runs_in_bf16():
     model = tiny_model()
     seen = []
     model.cls.predictions.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
-    engine = eng.TrainingEngine(model, eng.EngineConfig(train_batch_size=4, micro_batch_size=4, precision="bf16"),
-                                eng.LaunchEnvironment())
+    engine = eng.TrainingEngine(
+        model, eng.EngineConfig(train_batch_size=4, micro_batch_size=4, precision="bf16"), eng.LaunchEnvironment()
+    )
     ids = torch.randint(5, 1024, (4, 16))
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
-              "masked_lm_positions": torch.tensor([[1, 2]] * 4), "labels": ids[:, 1:3].clone()}
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": torch.zeros_like(ids),
+        "masked_lm_positions": torch.tensor([[1, 2]] * 4),
+        "labels": ids[:, 1:3].clone(),
+    }
     loss = engine.forward_backward(inputs)
     engine.optimizer_step(lr=1e-3)
     assert seen == [torch.bfloat16] and torch.isfinite(loss)
@@ -153,8 +182,9 @@ def test_a_deepspeed_config_with_its_own_half_precision_drops_the_autocast(tmp_p
     override.write_text(json.dumps({"bf16": {"enabled": True}}))
     cfg = eng.EngineConfig(train_batch_size=8, micro_batch_size=8)
     assert eng.deepspeed_config(cfg, 1, "bf16")["torch_autocast"]["lower_precision_safe_modules"] == []
-    ds = eng.deepspeed_config(eng.EngineConfig(train_batch_size=8, micro_batch_size=8, deepspeed_config=override), 1,
-                              "bf16")
+    ds = eng.deepspeed_config(
+        eng.EngineConfig(train_batch_size=8, micro_batch_size=8, deepspeed_config=override), 1, "bf16"
+    )
     assert "torch_autocast" not in ds and ds["bf16"]["enabled"]
 
 
@@ -166,18 +196,27 @@ def test_fp16_updates_with_the_true_gradients(monkeypatch, zero_stage):
 
     monkeypatch.setattr(type(get_accelerator()), "is_fp16_supported", lambda self: True)
     monkeypatch.setattr(eng, "resolve_precision", lambda requested, **kwargs: requested)
-    config = ShareBertConfig.from_preset("tiny", vocab_size=1024, hidden_dropout_prob=0.0,
-                                         attention_probs_dropout_prob=0.0)
+    config = ShareBertConfig.from_preset(
+        "tiny", vocab_size=1024, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
+    )
     ids = torch.randint(5, 1024, (4, 16), generator=torch.Generator().manual_seed(0))
-    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "token_type_ids": torch.zeros_like(ids),
-              "masked_lm_positions": torch.tensor([[1, 2]] * 4), "labels": ids[:, 1:3].clone()}
+    inputs = {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": torch.zeros_like(ids),
+        "masked_lm_positions": torch.tensor([[1, 2]] * 4),
+        "labels": ids[:, 1:3].clone(),
+    }
     reference = ShareBertForMaskedLM(config, seed=0)
     reference(**inputs).loss.backward()
     true_norm = float(torch.nn.utils.get_total_norm([p.grad for p in reference.parameters() if p.grad is not None]))
-    engine = eng.TrainingEngine(ShareBertForMaskedLM(config, seed=0),
-                                eng.EngineConfig(train_batch_size=4, micro_batch_size=4, precision="fp16",
-                                                 gradient_clipping=0.0, zero_stage=zero_stage),
-                                eng.LaunchEnvironment())
+    engine = eng.TrainingEngine(
+        ShareBertForMaskedLM(config, seed=0),
+        eng.EngineConfig(
+            train_batch_size=4, micro_batch_size=4, precision="fp16", gradient_clipping=0.0, zero_stage=zero_stage
+        ),
+        eng.LaunchEnvironment(),
+    )
     assert engine.fp16 and next(engine.module.parameters()).dtype == torch.float16
     for _ in range(20):  # the first steps overflow at scale 2^16 and lower it; skipped steps change nothing
         engine.forward_backward(inputs)

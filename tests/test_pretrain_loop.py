@@ -12,12 +12,12 @@ import time
 
 import pytest
 import torch
+from samples_fixture import write_samples
 
 from sharebert.cli import build_parser, main
 from sharebert.trainer.model import load_model_folder
 from sharebert.trainer.pretrain import pretrain
 from sharebert.trainer.pretrain_cli import build_config
-from samples_fixture import write_samples
 
 TINY = "--preset tiny --train_batch_size 16 --train_micro_batch_size_per_gpu 8 --checkpoint_steps 1000"
 
@@ -31,8 +31,9 @@ def samples(tmp_path_factory):
 
 
 def run(samples, out, extra: str):
-    args = build_parser().parse_args(["pretrain", "--dataset_path", str(samples), "--output_dir", str(out),
-                                      *shlex.split(TINY), *shlex.split(extra)])
+    args = build_parser().parse_args(
+        ["pretrain", "--dataset_path", str(samples), "--output_dir", str(out), *shlex.split(TINY), *shlex.split(extra)]
+    )
     return pretrain(build_config(args))
 
 
@@ -61,12 +62,24 @@ def test_a_resumed_run_matches_an_uninterrupted_one_bit_for_bit(samples, tmp_pat
 
 
 def test_metrics_checkpoints_and_the_exported_model(samples, tmp_path):
-    result = run(samples, tmp_path / "r", "--max_steps 6 --log_steps 2 --validation_steps 3 --checkpoint_steps 2 "
-                                          "--keep_checkpoints 2")
+    result = run(
+        samples,
+        tmp_path / "r",
+        "--max_steps 6 --log_steps 2 --validation_steps 3 --checkpoint_steps 2 --keep_checkpoints 2",
+    )
     steps, vals = records(tmp_path / "r")
     assert [r["step"] for r in steps] == [2, 4, 6] and [r["step"] for r in vals] == [3, 6]
-    assert set(steps[0]) == {"step", "samples", "loss", "lr", "grad_norm", "loss_scale", "samples_per_s", "elapsed_s",
-                             "epoch"}
+    assert set(steps[0]) == {
+        "step",
+        "samples",
+        "loss",
+        "lr",
+        "grad_norm",
+        "loss_scale",
+        "samples_per_s",
+        "elapsed_s",
+        "epoch",
+    }
     assert steps[-1]["samples"] == 6 * 16 and steps[0]["grad_norm"] > 0 and steps[0]["loss_scale"] is None
     assert 0 <= vals[0]["val_mlm_acc"] <= 1 and vals[0]["val_samples"] == 120
     assert vals[-1]["val_loss"] == result.val_loss
@@ -136,8 +149,20 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(samples, tmp
 
     monkeypatch.setattr(TrainingEngine, "forward_backward", poisoned)
     out = tmp_path / "r"
-    status = main(["pretrain", "--dataset_path", str(samples), "--output_dir", str(out), *shlex.split(TINY),
-                   "--max_steps", "10", "--checkpoint_steps", "2"])
+    status = main(
+        [
+            "pretrain",
+            "--dataset_path",
+            str(samples),
+            "--output_dir",
+            str(out),
+            *shlex.split(TINY),
+            "--max_steps",
+            "10",
+            "--checkpoint_steps",
+            "2",
+        ]
+    )
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert status == 2
     assert "non-finite loss nan at step 4 (fp32)" in err and "step00000002" in err
@@ -147,10 +172,14 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(samples, tmp
 
 def test_reference_epochs_map_to_steps_for_validation_and_checkpoints(samples, tmp_path):
     # Train files of 300, 90 and 500 rows at 8 x 2 samples per rank and step: a reference epoch is 19 steps.
-    run(samples, tmp_path / "r", "--max_steps 80 --log_steps 100 --do_validation --validation_epochs 3 "
-                                 "--validation_epochs_begin 1 --validation_begin_proportion 0.3 "
-                                 "--validation_epochs_end 1 --validation_end_proportion 0.1 "
-                                 "--num_epochs_between_checkpoints 2 --keep_checkpoints 5")
+    run(
+        samples,
+        tmp_path / "r",
+        "--max_steps 80 --log_steps 100 --do_validation --validation_epochs 3 "
+        "--validation_epochs_begin 1 --validation_begin_proportion 0.3 "
+        "--validation_epochs_end 1 --validation_end_proportion 0.1 "
+        "--num_epochs_between_checkpoints 2 --keep_checkpoints 5",
+    )
     assert json.loads((tmp_path / "r" / "run_config.json").read_text())["shard_epoch_steps"] == 19
     _, vals = records(tmp_path / "r")
     # 19: first stage (every epoch); 38, 57: middle (every 3rd epoch, not due); 76: last 10%; 80: the end.

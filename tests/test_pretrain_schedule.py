@@ -45,8 +45,9 @@ def test_short_time_budgets_decay_smoothly():
     assert t.factor(0, 0.0101, 10, 0.1) == pytest.approx(0.9988, abs=1e-3)
 
 
-@pytest.mark.parametrize("kwargs", [dict(lr_schedule="cosine"), dict(curve="cubic"), dict(warmup_proportion=1.5),
-                                    dict(decay_rate=0.0)])
+@pytest.mark.parametrize(
+    "kwargs", [dict(lr_schedule="cosine"), dict(curve="cubic"), dict(warmup_proportion=1.5), dict(decay_rate=0.0)]
+)
 def test_bad_settings_name_the_value(kwargs):
     with pytest.raises(ConfigError, match=next(iter(kwargs))):
         PretrainSchedule(**kwargs)

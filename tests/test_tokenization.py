@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sharebert.errors import DataError
-from sharebert.tokenization import (SPECIAL_TOKENS, bert_tokenizer, read_vocab, replacement_token_ids,
-                                    special_ids)
+from sharebert.tokenization import SPECIAL_TOKENS, bert_tokenizer, read_vocab, replacement_token_ids, special_ids
 
 WORDS = ["the", "cat", "sat", "on", "mat", "##s", "un", "##aff", "##able", ",", ".", "!", "hello", "world"]
 
@@ -35,8 +34,12 @@ def test_replacement_ids_exclude_every_bracketed_token(vocab):
 
 @pytest.mark.parametrize(
     "bad_line, problem",
-    [("two words", "line 8 is 'two words'"), (" lead", "line 8 is ' lead'"), ("nbsp\u00a0", "line 8"),
-     ("", "line 8 is ''")],
+    [
+        ("two words", "line 8 is 'two words'"),
+        (" lead", "line 8 is ' lead'"),
+        ("nbsp\u00a0", "line 8"),
+        ("", "line 8 is ''"),
+    ],
 )
 def test_a_line_that_is_not_one_token_is_named(tmp_path, bad_line, problem):
     path = write_vocab(tmp_path / "v.txt", list(SPECIAL_TOKENS) + ["a", "b", bad_line] + WORDS)
@@ -46,9 +49,11 @@ def test_a_line_that_is_not_one_token_is_named(tmp_path, bad_line, problem):
 
 @pytest.mark.parametrize(
     "tokens, problem",
-    [(WORDS + ["x", "y"], "missing special tokens \\[PAD\\], \\[UNK\\]"),
-     (list(SPECIAL_TOKENS) + WORDS + ["cat"], "a token appears twice"),
-     (list(SPECIAL_TOKENS) + ["a"], "lines; expected one token per line")],
+    [
+        (WORDS + ["x", "y"], "missing special tokens \\[PAD\\], \\[UNK\\]"),
+        (list(SPECIAL_TOKENS) + WORDS + ["cat"], "a token appears twice"),
+        (list(SPECIAL_TOKENS) + ["a"], "lines; expected one token per line"),
+    ],
 )
 def test_files_that_are_not_bert_vocabs(tmp_path, tokens, problem):
     with pytest.raises(DataError, match=problem):

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import heapq
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from itertools import pairwise
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class Placement:
         return {name: getattr(self, name) for name in self.__dataclass_fields__}
 
     @classmethod
-    def from_arrays(cls, arrays) -> "Placement":
+    def from_arrays(cls, arrays) -> Placement:
         return cls(**{name: np.asarray(arrays[name]) for name in cls.__dataclass_fields__})
 
 
@@ -173,7 +174,7 @@ def _cut_items(docs, sizes, cap, lengths, sentence_lengths) -> _Items:
             pieces = [(d, 0, 0, 0, size)]
         else:
             cum = np.concatenate([[0], np.cumsum(lengths[d])])
-            pieces = [(d, k, s, e, int(cum[e] - cum[s])) for k, (s, e) in enumerate(zip(cuts[:-1], cuts[1:]), 1)]
+            pieces = [(d, k, s, e, int(cum[e] - cum[s])) for k, (s, e) in enumerate(pairwise(cuts), 1)]
         for column, values in zip(columns, zip(*pieces)):
             column.append(np.asarray(values, dtype=np.int64))
     return _Items(*(np.concatenate(c).astype(np.int64) for c in columns))
@@ -202,8 +203,9 @@ def _split_result(items: _Items, shard_of: np.ndarray, loads: np.ndarray):
     whole = items.number == 0
     parts = [
         (int(d), int(k), int(s), int(e), int(sh))
-        for d, k, s, e, sh in zip(items.doc[~whole], items.number[~whole], items.start[~whole], items.end[~whole],
-                                  shard_of[~whole])  # fmt: skip
+        for d, k, s, e, sh in zip(
+            items.doc[~whole], items.number[~whole], items.start[~whole], items.end[~whole], shard_of[~whole]
+        )
     ]
     return items.doc[whole], shard_of[whole], parts, loads
 

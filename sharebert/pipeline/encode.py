@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from itertools import chain
+from itertools import chain, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +69,7 @@ class SentenceEncoder:
         """Token ids of each sentence, as Python lists."""
         flat, lengths = self.encode_flat(sentences)
         bounds = np.concatenate([[0], np.cumsum(lengths)])
-        return [flat[a:b].tolist() for a, b in zip(bounds[:-1], bounds[1:])]
+        return [flat[a:b].tolist() for a, b in pairwise(bounds)]
 
     def _encode_ascii(self, sentences: list[str]) -> tuple[np.ndarray, np.ndarray]:
         if not sentences:
@@ -220,7 +220,7 @@ def train_vocabulary(
 
 
 def continuation_pieces(alphabet: str, normalizer) -> list[str]:
-    """"##c" for every character c the normalized corpus can have inside a word, sorted."""
+    """ "##c" for every character c the normalized corpus can have inside a word, sorted."""
     normalized = sorted({c for ch in alphabet for c in normalizer.normalize_str(ch)})
     return [f"##{c}" for c in normalized if not (c.isspace() or _is_bert_punctuation(c) or _is_cjk(c))]
 

@@ -166,7 +166,7 @@ class Manifest:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Manifest":
+    def from_dict(cls, d: dict) -> Manifest:
         d = dict(d)
         d["files"] = [SampleFile(**f) for f in d["files"]]
         return cls(**d)
@@ -216,28 +216,28 @@ def verify_manifest_files(folder: Path, manifest: Manifest, hash_files: bool) ->
 
 
 __all__ = [
-    "DataError",
-    "SPLITS",
-    "PREPARE_FORMAT_VERSION",
-    "PREPARE_INFO_FILE",
-    "VOCAB_FILE",
-    "shard_file_name",
-    "parse_shard_file_name",
-    "parquet_schema",
-    "read_prepare_info",
-    "MANIFEST_FORMAT_VERSION",
-    "MANIFEST_FILE",
     "HDF5_CHUNK_ROWS",
     "HDF5_COMPRESSION",
     "HDF5_COMPRESSION_LEVEL",
     "HDF5_SHUFFLE",
+    "MANIFEST_FILE",
+    "MANIFEST_FORMAT_VERSION",
     "MASK_STATE_DIR",
-    "SAMPLE_DATASETS",
     "NSP_DATASET",
-    "sample_file_name",
-    "parse_sample_file_name",
-    "SampleFile",
+    "PREPARE_FORMAT_VERSION",
+    "PREPARE_INFO_FILE",
+    "SAMPLE_DATASETS",
+    "SPLITS",
+    "VOCAB_FILE",
+    "DataError",
     "Manifest",
-    "write_manifest",
+    "SampleFile",
+    "parquet_schema",
+    "parse_sample_file_name",
+    "parse_shard_file_name",
     "read_manifest",
+    "read_prepare_info",
+    "sample_file_name",
+    "shard_file_name",
+    "write_manifest",
 ]

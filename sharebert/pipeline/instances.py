@@ -46,7 +46,7 @@ class ShardTokens:
         return len(self.sentence_starts) - 1
 
     @classmethod
-    def from_documents(cls, documents: list[list[list[int]]]) -> "ShardTokens":
+    def from_documents(cls, documents: list[list[list[int]]]) -> ShardTokens:
         """Build from nested Python lists (tests and small tools; shards come from Parquet)."""
         sentences = [s for doc in documents for s in doc]
         sentence_lengths = np.array([len(s) for s in sentences], dtype=np.int64)
@@ -77,7 +77,7 @@ class InstanceSpans:
     def __len__(self) -> int:
         return len(self.a_start)
 
-    def take(self, index: np.ndarray) -> "InstanceSpans":
+    def take(self, index: np.ndarray) -> InstanceSpans:
         return InstanceSpans(*(getattr(self, f.name)[index] for f in fields(self)))
 
 

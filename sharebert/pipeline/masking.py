@@ -54,7 +54,7 @@ def word_continuation_table(vocab: list[str]) -> np.ndarray:
 
 
 def mask_rows(input_ids: np.ndarray, input_mask: np.ndarray, spec: MaskingSpec, rng: np.random.Generator) -> MaskedRows:
-    rows, seq_len = input_ids.shape
+    rows = input_ids.shape[0]
     max_pred = spec.max_predictions_per_seq
     candidate = input_mask.astype(bool) & (input_ids != spec.special.cls) & (input_ids != spec.special.sep)
     n_pred = predictions_per_row(input_mask.sum(axis=1), spec.masked_lm_prob, max_pred, candidate.sum(axis=1))

@@ -15,8 +15,9 @@ import os
 import sys
 import threading
 import warnings
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from typing import Callable, Iterable, Iterator, Sequence, TypeVar
+from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -84,8 +85,10 @@ def _requested_start_method() -> str | None:
     if requested is not None and requested not in multiprocessing.get_all_start_methods():
         from ..errors import ConfigError
 
-        raise ConfigError(f"{START_METHOD_ENV}={requested!r}: this platform starts processes with "
-                          f"{', '.join(multiprocessing.get_all_start_methods())}")
+        raise ConfigError(
+            f"{START_METHOD_ENV}={requested!r}: this platform starts processes with "
+            f"{', '.join(multiprocessing.get_all_start_methods())}"
+        )
     return requested
 
 
@@ -93,8 +96,11 @@ def _fork_is_safe() -> bool:
     """Forking this process is safe on Linux while it runs no Python thread but the main one: the native
     threads of the libraries loaded here (pyarrow's allocator, OpenBLAS) are made fork-safe by their own
     at-fork handlers. (macOS system libraries are not fork-safe.)"""
-    return (sys.platform == "linux" and threading.current_thread() is threading.main_thread()
-            and threading.active_count() == 1)
+    return (
+        sys.platform == "linux"
+        and threading.current_thread() is threading.main_thread()
+        and threading.active_count() == 1
+    )
 
 
 def _worker_context(preload: Sequence[str]):
@@ -123,8 +129,7 @@ def _forking():
     gc.freeze()
     try:
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks",
-                                    category=DeprecationWarning)
+            warnings.filterwarnings("ignore", message=r".*fork\(\) may lead to deadlocks", category=DeprecationWarning)
             yield
     finally:
         gc.unfreeze()
@@ -158,8 +163,9 @@ class WorkerPool:
             _allocate_arrow_memory_with_the_c_library()
         self._requested = _requested_start_method() if self.workers > 1 else None
         self._context = None  # chosen when the workers start, unless it is known now
-        if self.workers > 1 and (self._requested in ("forkserver", "spawn")
-                                 or (self._requested is None and sys.platform != "linux")):
+        if self.workers > 1 and (
+            self._requested in ("forkserver", "spawn") or (self._requested is None and sys.platform != "linux")
+        ):
             # A fork server boots now, in the background.
             spawn = self._requested == "spawn"
             self._context = multiprocessing.get_context("spawn") if spawn else _worker_context(self._preload)
@@ -179,8 +185,13 @@ class WorkerPool:
         else:
             self._initializer = (initializer, initargs)
 
-    def map_ordered(self, fn: Callable[[T], R], tasks: Iterable[T], max_in_flight: int | None = None,
-                    cost: Callable[[T], float] | None = None) -> Iterator[R]:
+    def map_ordered(
+        self,
+        fn: Callable[[T], R],
+        tasks: Iterable[T],
+        max_in_flight: int | None = None,
+        cost: Callable[[T], float] | None = None,
+    ) -> Iterator[R]:
         """Yield fn(task) for every task, in task order; at most `max_in_flight` (default 2 per worker)
         tasks (and one more) are read and not yet done at once, so a long task list never floods memory.
 
@@ -218,8 +229,11 @@ class WorkerPool:
                 # waiting for an older one to be yielded are small, and bounded by 4 x `limit`. One task is
                 # read at a time, and the workers are fed before and after it.
                 submit_waiting()
-                if (not done_reading and len(waiting) + unfinished() <= limit  # one more: is it the end?
-                        and len(waiting) + len(futures) <= 4 * limit):
+                if (
+                    not done_reading
+                    and len(waiting) + unfinished() <= limit  # one more: is it the end?
+                    and len(waiting) + len(futures) <= 4 * limit
+                ):
                     task = next(source, _END)
                     if task is _END:
                         done_reading = True
@@ -269,7 +283,7 @@ class WorkerPool:
             process.join()
         self._released = []
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, exc_type, *exc) -> None:

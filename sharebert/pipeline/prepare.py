@@ -21,9 +21,9 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -31,9 +31,8 @@ from ..errors import ConfigError, DataError
 from ..fileio import write_bytes_atomic, write_json_atomic
 from ..progress import progress_bar
 from ..tokenization import read_vocab
-from . import formats
+from . import formats, prepare_output
 from .balance import MAX_IMBALANCE, Placement, place_documents
-from . import prepare_output
 from .parallel import WorkerPool
 from .prepare_output import WORK_DIR
 from .records import DocumentPart, RawDocument, ReadStats
@@ -71,8 +70,14 @@ MAX_SHARDS = 99999  # shard names carry five digits
 BATCH_CHARS = 1 << 20
 BATCH_DOCUMENTS = 2048
 MAX_SHARDS_PER_TASK = 64  # bounds the open writers (and their buffers) of one phase-3 worker
-WORKER_MODULES = ("sharebert.pipeline.spill", "sharebert.pipeline.shards", "sharebert.pipeline.encode",
-                  "pyarrow.parquet", "pyarrow.compute", "tokenizers")  # imported once, in the fork server
+WORKER_MODULES = (
+    "sharebert.pipeline.spill",
+    "sharebert.pipeline.shards",
+    "sharebert.pipeline.encode",
+    "pyarrow.parquet",
+    "pyarrow.compute",
+    "tokenizers",
+)  # imported once, in the fork server
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,9 @@ class PrepareConfig:
             self.train_vocab = DEFAULT_TRAIN_VOCAB
         if self.vocab is not None:
             self.vocab = Path(self.vocab)
-        if self.train_vocab is not None and not (isinstance(self.train_vocab, int) and self.train_vocab >= MIN_TRAIN_VOCAB):
+        if self.train_vocab is not None and not (
+            isinstance(self.train_vocab, int) and self.train_vocab >= MIN_TRAIN_VOCAB
+        ):
             raise ConfigError(f"--train-vocab must be an integer >= {MIN_TRAIN_VOCAB}, got {self.train_vocab!r}")
         _check_int("--num-train-shards", self.num_train_shards, 1, MAX_SHARDS)
         _check_int("--num-test-shards", self.num_test_shards, 0, MAX_SHARDS)
@@ -469,4 +476,4 @@ def _log_summary(config: PrepareConfig, sources: list[Source], info: dict, secon
     log.info("wrote %s (read it with sharebert.pipeline.formats.read_prepare_info)", config.output_dir)
 
 
-__all__ = ["PrepareConfig", "InputSpec", "prepare", "INPUT_KINDS"]
+__all__ = ["INPUT_KINDS", "InputSpec", "PrepareConfig", "prepare"]

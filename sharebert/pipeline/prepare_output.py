@@ -183,7 +183,7 @@ def prepare_info(config, sources, stats, results, placement, records, vocab_path
             **read_totals.as_dict(),
             "empty_after_cleaning": sum(r.empty_documents for r in results),
             "documents_cut": cut_docs,
-            "parts": int(len(placement.part_doc)),
+            "parts": len(placement.part_doc),
             "balance": _balance_stats(records),
         },
         "versions": _versions(any(s.kind == "hf" for s in sources)),

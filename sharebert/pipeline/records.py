@@ -45,7 +45,7 @@ class ReadStats:
     bad_bytes_replaced: int = 0  # invalid UTF-8 sequences replaced by U+FFFD (books, text)
     files_read: int = 0
 
-    def add(self, other: "ReadStats") -> None:
+    def add(self, other: ReadStats) -> None:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
 

@@ -83,7 +83,7 @@ def _finished_record(task: ShardGroupTask, spec: ShardSpec) -> dict | None:
     return record if record.get("bytes") == shard_path.stat().st_size else None
 
 
-def _route(task: ShardGroupTask, placement: Placement, writers: dict[int, "_ShardWriter"]) -> None:
+def _route(task: ShardGroupTask, placement: Placement, writers: dict[int, _ShardWriter]) -> None:
     mine = np.zeros(len(placement.shard_tokens), dtype=bool)
     mine[list(writers)] = True
     columns = ["id", "source", "sentences"] + (["text"] if task.keep_text else [])
@@ -111,7 +111,7 @@ def _items_by_shard(whole_rows, doc_shard, parts, placement: Placement, first_do
     return sorted((shard, sorted(rows)) for shard, rows in items.items())
 
 
-def _append_in_order(table, items, placement: Placement, writer: "_ShardWriter") -> None:
+def _append_in_order(table, items, placement: Placement, writer: _ShardWriter) -> None:
     """Append whole rows (runs of them at once) and document parts in the given order."""
     run: list[int] = []
     for row, _, part in items:
@@ -249,4 +249,4 @@ class _ShardWriter:
             self._tmp.unlink()
 
 
-__all__ = ["ShardSpec", "ShardGroupTask", "write_shard_group"]
+__all__ = ["ShardGroupTask", "ShardSpec", "write_shard_group"]

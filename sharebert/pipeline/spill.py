@@ -44,7 +44,7 @@ class Tokenization:
     tokenizer_json: str
 
     @classmethod
-    def of(cls, vocab: str | Path, lowercase: bool) -> "Tokenization":
+    def of(cls, vocab: str | Path, lowercase: bool) -> Tokenization:
         """Also builds this process's encoder for it: workers forked from here inherit it ready."""
         from ..tokenization import bert_tokenizer
 
@@ -207,7 +207,9 @@ def string_array(strings: list[str]):
     encoded = [s.encode("utf-8") for s in strings]
     offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
     np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded)), out=offsets[1:])
-    return pa.Array.from_buffers(pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))])
+    return pa.Array.from_buffers(
+        pa.string(), len(encoded), [None, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded))]
+    )
 
 
 def numpy_ints(array) -> np.ndarray:

@@ -74,7 +74,7 @@ class SampleCounts:
     masked_random: int = 0
     random_next: int = 0  # NSP label 1
 
-    def add(self, other: "SampleCounts") -> "SampleCounts":
+    def add(self, other: SampleCounts) -> SampleCounts:
         for f in fields(self):
             setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
         return self

@@ -150,7 +150,7 @@ def _paragraphs(text: str) -> list[str]:
         if not line:
             continue
         first = line[0]
-        if first == "{" and line.startswith("{|") or first == ":" and line.lstrip(":").startswith("{|"):
+        if (first == "{" and line.startswith("{|")) or (first == ":" and line.lstrip(":").startswith("{|")):
             table_depth += 1
             continue
         if table_depth:

@@ -102,14 +102,12 @@ class Checkpoints:
         if path.exists():
             try:
                 rank_state = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as e:  # noqa: BLE001 - any unreadable file is the same problem for the user
+            except Exception as e:
                 raise file_error(path, f"unreadable ({e})") from None
         return client_state, rank_state
 
     def _prune(self, keep_tag: str) -> None:
-        tags = sorted((int(m.group(1)), p) for p in self.folder.iterdir()
-                      if p.is_dir() and (m := _TAG.match(p.name)))
-        for _, path in tags[:-self.keep] if self.keep > 0 else []:
+        tags = sorted((int(m.group(1)), p) for p in self.folder.iterdir() if p.is_dir() and (m := _TAG.match(p.name)))
+        for _, path in tags[: -self.keep] if self.keep > 0 else []:
             if path.name != keep_tag:
                 shutil.rmtree(path, ignore_errors=True)
-

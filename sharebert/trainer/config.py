@@ -39,12 +39,43 @@ PRESETS: dict[str, dict] = {
 
 # Keys a Hugging Face / reference config.json carries that mean nothing to this model; read silently.
 HF_BOILERPLATE_KEYS = frozenset(
-    """architectures model_type transformers_version torch_dtype use_cache position_embedding_type
-    layer_norm_eps useLN classifier_dropout chunk_size_feed_forward output_hidden_states output_attentions
-    torchscript use_bfloat16 pruned_heads tie_word_embeddings is_encoder_decoder is_decoder
-    add_cross_attention tie_encoder_decoder return_dict problem_type finetuning_task tokenizer_class
-    bos_token_id eos_token_id sep_token_id decoder_start_token_id prefix task_specific_params
-    label2id id2label num_labels _name_or_path _commit_hash""".split()
+    [
+        "architectures",
+        "model_type",
+        "transformers_version",
+        "torch_dtype",
+        "use_cache",
+        "position_embedding_type",
+        "layer_norm_eps",
+        "useLN",
+        "classifier_dropout",
+        "chunk_size_feed_forward",
+        "output_hidden_states",
+        "output_attentions",
+        "torchscript",
+        "use_bfloat16",
+        "pruned_heads",
+        "tie_word_embeddings",
+        "is_encoder_decoder",
+        "is_decoder",
+        "add_cross_attention",
+        "tie_encoder_decoder",
+        "return_dict",
+        "problem_type",
+        "finetuning_task",
+        "tokenizer_class",
+        "bos_token_id",
+        "eos_token_id",
+        "sep_token_id",
+        "decoder_start_token_id",
+        "prefix",
+        "task_specific_params",
+        "label2id",
+        "id2label",
+        "num_labels",
+        "_name_or_path",
+        "_commit_hash",
+    ]
 )
 
 # Other spellings of the LN mode that reference-era configs and users write.
@@ -85,8 +116,15 @@ def carve_layout(hidden_size: int, intermediate_size: int, vocab_size: int) -> C
     h, i, v = hidden_size, intermediate_size, vocab_size
     g, gf = math.ceil(h * h / v), math.ceil(h * i / v)
     # (name, width, shape) from the right end of E leftwards: q, k, v, ff1, ff2, o, pool.
-    spec = [("q", g, (h, h)), ("k", g, (h, h)), ("v", g, (h, h)), ("ff1", gf, (h, i)),
-            ("ff2", gf, (i, h)), ("o", g, (h, h)), ("pool", g, (h, h))]
+    spec = [
+        ("q", g, (h, h)),
+        ("k", g, (h, h)),
+        ("v", g, (h, h)),
+        ("ff1", gf, (h, i)),
+        ("ff2", gf, (i, h)),
+        ("o", g, (h, h)),
+        ("pool", g, (h, h)),
+    ]
     blocks, stop = [], h
     for name, width, shape in spec:
         blocks.append(CarvedBlock(name, stop - width, stop, shape))
@@ -122,16 +160,30 @@ class ShareBertConfig:
     pad_token_id: int = 0
     gradient_checkpointing: bool = False  # recompute each layer's activations in the backward pass
 
-    _INTS = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-             "factor_size", "max_position_embeddings", "type_vocab_size", "num_labels")
+    _INTS = (
+        "vocab_size",
+        "hidden_size",
+        "num_hidden_layers",
+        "num_attention_heads",
+        "intermediate_size",
+        "factor_size",
+        "max_position_embeddings",
+        "type_vocab_size",
+        "num_labels",
+    )
 
     def __post_init__(self) -> None:
         self.encoder_ln_mode = _normalize_ln_mode(self.encoder_ln_mode)
         for name in self._INTS:
             _check_positive_int(name, getattr(self, name))
         _check_int("pad_token_id", self.pad_token_id)
-        for name in ("layernorm_embedding", "sparse_mask_prediction", "fused_linear_layer", "nsp",
-                     "gradient_checkpointing"):
+        for name in (
+            "layernorm_embedding",
+            "sparse_mask_prediction",
+            "fused_linear_layer",
+            "nsp",
+            "gradient_checkpointing",
+        ):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name}={getattr(self, name)!r} must be true or false")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob"):
@@ -144,8 +196,9 @@ class ShareBertConfig:
         _check_choice("hidden_act", self.hidden_act, ACTIVATIONS)
         _check_choice("layer_norm_type", self.layer_norm_type, LAYER_NORM_TYPES)
         if self.hidden_size % self.num_attention_heads:
-            raise ConfigError(f"hidden_size={self.hidden_size} is not divisible by "
-                              f"num_attention_heads={self.num_attention_heads}")
+            raise ConfigError(
+                f"hidden_size={self.hidden_size} is not divisible by num_attention_heads={self.num_attention_heads}"
+            )
         if self.pad_token_id >= self.vocab_size or self.pad_token_id < 0:
             raise ConfigError(f"pad_token_id={self.pad_token_id} is not an id of a vocabulary of {self.vocab_size}")
         layout = self.carve_layout()
@@ -154,7 +207,8 @@ class ShareBertConfig:
                 f"the shared weights need 5*ceil(H*H/V) + 2*ceil(H*I/V) = {layout.used_columns} columns of the "
                 f"virtual matrix but hidden_size={self.hidden_size} has only {self.hidden_size} "
                 f"(vocab_size={self.vocab_size}, intermediate_size={self.intermediate_size}): "
-                "raise vocab_size or lower hidden_size / intermediate_size")
+                "raise vocab_size or lower hidden_size / intermediate_size"
+            )
 
     # ------------------------------------------------------------------ derived values
     @property
@@ -178,7 +232,7 @@ class ShareBertConfig:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "ShareBertConfig":
+    def from_preset(cls, name: str, **overrides) -> ShareBertConfig:
         if name not in PRESETS:
             raise ConfigError(f"unknown model preset {name!r} (choose from {', '.join(PRESETS)})")
         unknown = sorted(set(overrides) - set(cls.field_names()))
@@ -186,7 +240,7 @@ class ShareBertConfig:
             raise ConfigError(f"unknown model setting {unknown[0]!r} (settings: {', '.join(cls.field_names())})")
         return cls(**{**PRESETS[name], **overrides})
 
-    def replace(self, **changes) -> "ShareBertConfig":
+    def replace(self, **changes) -> ShareBertConfig:
         return dataclasses.replace(self, **changes)
 
     # ------------------------------------------------------------------ JSON (config.json)
@@ -203,7 +257,7 @@ class ShareBertConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ShareBertConfig":
+    def from_dict(cls, d: dict) -> ShareBertConfig:
         """Read our config.json or the reference's (its extra Hugging Face fields are ignored)."""
         if not isinstance(d, dict):
             raise ConfigError("a model config must be a JSON object")
@@ -222,7 +276,7 @@ class ShareBertConfig:
         write_json_atomic(path, self.to_dict())
 
     @classmethod
-    def from_json_file(cls, path) -> "ShareBertConfig":
+    def from_json_file(cls, path) -> ShareBertConfig:
         d = read_json(path)
         try:
             return cls.from_dict(d)
@@ -238,8 +292,7 @@ def parse_overrides(items: list[str]) -> dict:
         key, sep, text = item.partition("=")
         key = key.strip().replace("-", "_")
         if not sep or key not in types:
-            raise ConfigError(f"bad model setting {item!r}: expected NAME=VALUE with NAME one of "
-                              f"{', '.join(types)}")
+            raise ConfigError(f"bad model setting {item!r}: expected NAME=VALUE with NAME one of {', '.join(types)}")
         out[key] = _parse_value(key, types[key], text.strip())
     return out
 

@@ -14,6 +14,7 @@ reads nothing to skip ahead. Files are read block by block (never whole) in a ba
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -67,28 +68,37 @@ class TrainingSamples:
         if not path.exists():
             raise file_error(path, "missing: `sharebert mask` copies the vocab next to the samples")
         if sha256_file(path) != self.manifest.vocab.get("sha256"):
-            raise file_error(path, "not the vocab the samples were made with "
-                                   f"(sha256 differs from {formats.MANIFEST_FILE})")
+            raise file_error(
+                path, f"not the vocab the samples were made with (sha256 differs from {formats.MANIFEST_FILE})"
+            )
         return path
 
 
-def open_training_samples(folder, vocab_size: int, max_position_embeddings: int, nsp: bool = False,
-                          need_test: bool = False) -> TrainingSamples:
+def open_training_samples(
+    folder, vocab_size: int, max_position_embeddings: int, nsp: bool = False, need_test: bool = False
+) -> TrainingSamples:
     """Read and check SAMPLES_DIR against the model; DataError (naming the file) on any disagreement."""
     folder = Path(folder)
     manifest = formats.read_manifest(folder, check="size")
     where = folder / formats.MANIFEST_FILE
     if manifest.vocab_size != vocab_size:
-        raise file_error(where, f"the samples use a vocab of {manifest.vocab_size} tokens but the model's "
-                                f"vocab_size is {vocab_size}")
+        raise file_error(
+            where, f"the samples use a vocab of {manifest.vocab_size} tokens but the model's vocab_size is {vocab_size}"
+        )
     if manifest.max_seq_length > max_position_embeddings:
-        raise file_error(where, f"the samples are {manifest.max_seq_length} tokens long but the model has only "
-                                f"max_position_embeddings={max_position_embeddings}")
+        raise file_error(
+            where,
+            f"the samples are {manifest.max_seq_length} tokens long but the model has only "
+            f"max_position_embeddings={max_position_embeddings}",
+        )
     if nsp and not manifest.nsp:
-        raise file_error(where, "the samples have no next-sentence labels (made without --nsp) but the model "
-                                "type needs them")
-    train, test = (tuple(SampleFileRef(folder / f.name, f.rows) for f in manifest.files_of(s) if f.rows > 0)
-                   for s in ("train", "test"))
+        raise file_error(
+            where, "the samples have no next-sentence labels (made without --nsp) but the model type needs them"
+        )
+    train, test = (
+        tuple(SampleFileRef(folder / f.name, f.rows) for f in manifest.files_of(s) if f.rows > 0)
+        for s in ("train", "test")
+    )
     if not train:
         raise file_error(where, "lists no train samples")
     if need_test and not test:
@@ -113,8 +123,11 @@ def check_sample_file(ref: SampleFileRef, manifest: formats.Manifest, nsp: bool)
                     raise file_error(ref.path, f"has no dataset {name!r}")
                 ds = f[name]
                 if ds.dtype != np.dtype(dtype) or ds.shape != shape:
-                    raise file_error(ref.path, f"dataset {name!r} is {ds.dtype}{list(ds.shape)}, "
-                                               f"expected {dtype}{list(shape)} (from {formats.MANIFEST_FILE})")
+                    raise file_error(
+                        ref.path,
+                        f"dataset {name!r} is {ds.dtype}{list(ds.shape)}, "
+                        f"expected {dtype}{list(shape)} (from {formats.MANIFEST_FILE})",
+                    )
     except OSError as e:
         raise file_error(ref.path, f"not a readable HDF5 file ({e})") from None
 
@@ -168,7 +181,7 @@ class DataPosition:
         return {"epoch": self.epoch, "micro_batch": self.micro_batch}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "DataPosition":
+    def from_dict(cls, d: dict) -> DataPosition:
         return cls(int(d["epoch"]), int(d["micro_batch"]))
 
 
@@ -179,8 +192,11 @@ def rescale_position(position: DataPosition, samples_per_pass: int, new_samples_
 
 
 def split_into_blocks(rows_per_file: Sequence[int], block_rows: int) -> list[Block]:
-    return [Block(i, start, min(start + block_rows, rows))
-            for i, rows in enumerate(rows_per_file) for start in range(0, rows, block_rows)]
+    return [
+        Block(i, start, min(start + block_rows, rows))
+        for i, rows in enumerate(rows_per_file)
+        for start in range(0, rows, block_rows)
+    ]
 
 
 def deal_blocks(blocks: Sequence[Block], world_size: int) -> list[list[Block]]:
@@ -219,7 +235,7 @@ class SampleReader:
     def read(self, block: Block) -> dict[str, np.ndarray]:
         f = self._file(block.file)
         try:
-            return {name: f[name][block.start:block.stop] for name in self.names}
+            return {name: f[name][block.start : block.stop] for name in self.names}
         except (OSError, KeyError) as e:
             where = self.files[block.file].path
             raise file_error(where, f"cannot read rows {block.start}-{block.stop} ({e})") from None
@@ -282,8 +298,9 @@ def _concat(a: dict[str, np.ndarray] | None, b: dict[str, np.ndarray]) -> dict[s
     return b if a is None else {k: np.concatenate([a[k], b[k]]) for k in b}
 
 
-def train_batches(samples: TrainingSamples, layout: LoaderLayout, start: DataPosition, nsp: bool = False,
-                  pin: bool = False) -> Iterator[MicroBatch]:
+def train_batches(
+    samples: TrainingSamples, layout: LoaderLayout, start: DataPosition, nsp: bool = False, pin: bool = False
+) -> Iterator[MicroBatch]:
     """The endless stream of this rank's micro-batches from `start` on (epoch after epoch)."""
     reader = SampleReader(samples.train, dataset_names(nsp))
     epoch, skip = start.epoch, start.micro_batch
@@ -291,18 +308,23 @@ def train_batches(samples: TrainingSamples, layout: LoaderLayout, start: DataPos
         while True:
             plan = epoch_plan(samples.train_rows, layout, epoch)
             if plan.micro_batches == 0:
-                raise DataError(f"{samples.folder}: {sum(samples.train_rows)} train samples are too few for "
-                                f"{layout.world_size} rank(s) x micro-batch {layout.micro_batch_size}")
+                raise DataError(
+                    f"{samples.folder}: {sum(samples.train_rows)} train samples are too few for "
+                    f"{layout.world_size} rank(s) x micro-batch {layout.micro_batch_size}"
+                )
             yield from _epoch_batches(reader, plan, layout, epoch, skip, pin)
             epoch, skip = epoch + 1, 0
     finally:
         reader.close()
 
 
-def _epoch_batches(reader: SampleReader, plan: EpochPlan, layout: LoaderLayout, epoch: int, skip: int,
-                   pin: bool) -> Iterator[MicroBatch]:
-    mb, windows = layout.micro_batch_size, [plan.blocks[i:i + layout.window_blocks]
-                                            for i in range(0, len(plan.blocks), layout.window_blocks)]
+def _epoch_batches(
+    reader: SampleReader, plan: EpochPlan, layout: LoaderLayout, epoch: int, skip: int, pin: bool
+) -> Iterator[MicroBatch]:
+    mb, windows = (
+        layout.micro_batch_size,
+        [plan.blocks[i : i + layout.window_blocks] for i in range(0, len(plan.blocks), layout.window_blocks)],
+    )
     first_row, window_start = skip * mb, 0
     index, pending = skip, None
     for w, window in enumerate(windows):
@@ -328,8 +350,9 @@ def _permute(arrays: dict[str, np.ndarray], perm: np.ndarray) -> dict[str, np.nd
     return {k: v[perm] for k, v in arrays.items()}
 
 
-def validation_batches(samples: TrainingSamples, layout: LoaderLayout, max_samples: int, nsp: bool = False,
-                       pin: bool = False) -> Iterator[dict[str, torch.Tensor]]:
+def validation_batches(
+    samples: TrainingSamples, layout: LoaderLayout, max_samples: int, nsp: bool = False, pin: bool = False
+) -> Iterator[dict[str, torch.Tensor]]:
     """This rank's share of a fixed, seeded subset of the test samples (the same subset every time).
 
     Ranks may get different numbers of batches; the caller sums over ranks once, at the end.
@@ -412,13 +435,11 @@ class Prefetcher:
     def close(self) -> None:
         self._stop.set()
         while self._thread.is_alive():
-            try:
+            with contextlib.suppress(queue.Empty):
                 self._queue.get(timeout=0.05)
-            except queue.Empty:
-                pass
         self._thread.join()
 
-    def __enter__(self) -> "Prefetcher":
+    def __enter__(self) -> Prefetcher:
         return self
 
     def __exit__(self, *exc) -> None:

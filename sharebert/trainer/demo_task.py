@@ -98,7 +98,7 @@ class _Reservoir:
 
 def document_part(doc_id: str, seed: int, dev_fraction: float, test_fraction: float) -> str:
     """train, dev or test for a document: a pure function of (seed, id), independent of shard layout."""
-    digest = hashlib.blake2b(f"{seed}\0{doc_id}".encode("utf-8"), digest_size=8).digest()
+    digest = hashlib.blake2b(f"{seed}\0{doc_id}".encode(), digest_size=8).digest()
     u = int.from_bytes(digest, "big") / 2.0**64
     if u < dev_fraction:
         return "dev"
@@ -160,8 +160,11 @@ def replaced_words(words: list[str], rng: np.random.Generator, fraction: float, 
 
 def replacement_pool(vocab: list[str]) -> list[str]:
     """Whole words of the vocabulary: no special tokens, no '##' continuations, at least one letter."""
-    return [t for t in vocab if not (t.startswith("[") and t.endswith("]")) and not t.startswith("##")
-            and any(ch.isalpha() for ch in t)]
+    return [
+        t
+        for t in vocab
+        if not (t.startswith("[") and t.endswith("]")) and not t.startswith("##") and any(ch.isalpha() for ch in t)
+    ]
 
 
 def build_demo_task(config: DemoTaskConfig) -> dict:
@@ -170,7 +173,7 @@ def build_demo_task(config: DemoTaskConfig) -> dict:
     vocab = read_vocab(config.prepared_dir / formats.VOCAB_FILE)
     seeds = np.random.SeedSequence(config.seed).spawn(2 * len(PARTS))
     reservoirs = {p: _Reservoir(int(config.sizes[p]), np.random.default_rng(s)) for p, s in zip(PARTS, seeds)}
-    label_rngs = {p: np.random.default_rng(s) for p, s in zip(PARTS, seeds[len(PARTS):])}
+    label_rngs = {p: np.random.default_rng(s) for p, s in zip(PARTS, seeds[len(PARTS) :])}
     corrupt = _corruption(config, vocab)
 
     for doc_id, text in iter_corpus_sentences(config.prepared_dir, info, vocab):
@@ -191,7 +194,9 @@ def build_demo_task(config: DemoTaskConfig) -> dict:
     folder.mkdir(parents=True, exist_ok=True)
     _write_lines(folder / "train.tsv", [_cola_row(w, y) for w, y in examples["train"]])
     _write_lines(folder / "dev.tsv", [_cola_row(w, y) for w, y in examples["dev"]])
-    _write_lines(folder / "test.tsv", ["index\tsentence"] + [f"{i}\t{' '.join(w)}" for i, (w, _) in enumerate(examples["test"])])
+    _write_lines(
+        folder / "test.tsv", ["index\tsentence"] + [f"{i}\t{' '.join(w)}" for i, (w, _) in enumerate(examples["test"])]
+    )
     summary = {
         "task": DESCRIPTIONS[config.corruption],
         "source": str(config.prepared_dir),
@@ -259,15 +264,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--train_size", type=int, default=2000)
     parser.add_argument("--dev_size", type=int, default=500)
     parser.add_argument("--test_size", type=int, default=500)
-    parser.add_argument("--corruption", choices=CORRUPTIONS, default="replace",
-                        help="label 0: words replaced by random vocabulary words (default) or shuffled")
+    parser.add_argument(
+        "--corruption",
+        choices=CORRUPTIONS,
+        default="replace",
+        help="label 0: words replaced by random vocabulary words (default) or shuffled",
+    )
     parser.add_argument("--replace_fraction", type=float, default=0.3)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         sizes = {"train": args.train_size, "dev": args.dev_size, "test": args.test_size}
-        config = DemoTaskConfig(args.prepared_dir, args.output_dir, seed=args.seed, sizes=sizes,
-                                corruption=args.corruption, replace_fraction=args.replace_fraction)
+        config = DemoTaskConfig(
+            args.prepared_dir,
+            args.output_dir,
+            seed=args.seed,
+            sizes=sizes,
+            corruption=args.corruption,
+            replace_fraction=args.replace_fraction,
+        )
         summary = build_demo_task(config)
     except ShareBertError as e:
         print(f"demo_task: error: {e}", file=sys.stderr)

@@ -90,7 +90,7 @@ class LaunchEnvironment:
     local_rank: int = 0
 
     @classmethod
-    def from_env(cls, local_rank_flag: int | None = None) -> "LaunchEnvironment":
+    def from_env(cls, local_rank_flag: int | None = None) -> LaunchEnvironment:
         def env_int(name: str, default: int) -> int:
             value = os.environ.get(name, "")
             try:
@@ -105,21 +105,22 @@ class LaunchEnvironment:
         return env
 
 
-def accumulation_steps(train_batch_size: int, micro_batch_size: int, world_size: int,
-                       given: int | None = None) -> int:
+def accumulation_steps(train_batch_size: int, micro_batch_size: int, world_size: int, given: int | None = None) -> int:
     """Gradient accumulation steps so that train_batch_size = micro x accumulation x world size."""
     per_pass = micro_batch_size * world_size
     if given is not None:
         if given * per_pass != train_batch_size:
             raise ConfigError(
                 f"train_batch_size={train_batch_size} is not train_micro_batch_size_per_gpu={micro_batch_size} x "
-                f"gradient_accumulation_steps={given} x world size {world_size} (= {given * per_pass})")
+                f"gradient_accumulation_steps={given} x world size {world_size} (= {given * per_pass})"
+            )
         return given
     if train_batch_size % per_pass:
         raise ConfigError(
             f"train_batch_size={train_batch_size} is not a multiple of train_micro_batch_size_per_gpu="
             f"{micro_batch_size} x world size {world_size} (= {per_pass}): change one of them so that "
-            "train_batch_size = micro-batch x accumulation steps x world size")
+            "train_batch_size = micro-batch x accumulation steps x world size"
+        )
     return train_batch_size // per_pass
 
 
@@ -154,8 +155,14 @@ def deepspeed_config(config: EngineConfig, world_size: int, precision: str) -> d
         "wall_clock_breakdown": False,
     }
     if precision == "fp16":
-        generated["fp16"] = {"enabled": True, "loss_scale": 0, "initial_scale_power": 16, "loss_scale_window": 1000,
-                             "hysteresis": 2, "min_loss_scale": 1}
+        generated["fp16"] = {
+            "enabled": True,
+            "loss_scale": 0,
+            "initial_scale_power": 16,
+            "loss_scale_window": 1000,
+            "hysteresis": 2,
+            "min_loss_scale": 1,
+        }
     if precision == "bf16":
         # An empty list of "lower precision safe" modules keeps gradients and their all-reduce in fp32.
         generated["torch_autocast"] = {"enabled": True, "dtype": "bfloat16", "lower_precision_safe_modules": []}
@@ -166,18 +173,23 @@ def deepspeed_config(config: EngineConfig, world_size: int, precision: str) -> d
             raise file_error(config.deepspeed_config, "a DeepSpeed config must be a JSON object")
         bad = [k for k in _FORBIDDEN_OVERRIDES if k in override]
         if bad:
-            raise file_error(config.deepspeed_config, f"remove {', '.join(map(repr, bad))}: the optimizer and the LR "
-                                                      "schedule come from sharebert's flags")
+            raise file_error(
+                config.deepspeed_config,
+                f"remove {', '.join(map(repr, bad))}: the optimizer and the LR schedule come from sharebert's flags",
+            )
     merged = _merge(generated, override)
     given = override.get("gradient_accumulation_steps", config.gradient_accumulation_steps)
     merged["gradient_accumulation_steps"] = accumulation_steps(
-        int(merged["train_batch_size"]), int(merged["train_micro_batch_size_per_gpu"]), world_size, given)
+        int(merged["train_batch_size"]), int(merged["train_micro_batch_size_per_gpu"]), world_size, given
+    )
     stage = merged.get("zero_optimization", {}).get("stage", 0)
     if stage not in ZERO_STAGES:
         raise ConfigError(f"ZeRO stage {stage} is not supported (0, 1 or 2)")
     if merged.get("fp16", {}).get("enabled") and merged.get("bf16", {}).get("enabled"):
         raise ConfigError("the DeepSpeed config enables both fp16 and bf16")
-    if (merged.get("fp16", {}).get("enabled") or merged.get("bf16", {}).get("enabled")) and "torch_autocast" in generated:
+    if (
+        merged.get("fp16", {}).get("enabled") or merged.get("bf16", {}).get("enabled")
+    ) and "torch_autocast" in generated:
         del merged["torch_autocast"]  # the file chose DeepSpeed's own half-precision weights instead
     return merged
 
@@ -230,8 +242,12 @@ class TrainingEngine:
 
             model.to(self.device)
             self._optimizer = torch.optim.AdamW(
-                parameter_groups(model, config.weight_decay), lr=config.lr,
-                betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_eps, fused=self.device.type == "cuda")
+                parameter_groups(model, config.weight_decay),
+                lr=config.lr,
+                betas=(config.adam_beta1, config.adam_beta2),
+                eps=config.adam_eps,
+                fused=self.device.type == "cuda",
+            )
             self.ds, _, _, _ = deepspeed.initialize(model=model, optimizer=self._optimizer, config=self.ds_config)
             if config.compile:
                 self.ds.compile()
@@ -240,8 +256,10 @@ class TrainingEngine:
         self.fp16 = self.ds.fp16_enabled()
         self._autocast = self.precision == "bf16" and not self.ds.bfloat16_enabled()
         if self._autocast and not getattr(self.ds, "torch_autocast_enabled", lambda: False)():
-            raise ConfigError(f"bf16 autocast needs DeepSpeed >= 0.17 (this is {deepspeed.__version__}): use --fp32 "
-                              "or upgrade DeepSpeed")
+            raise ConfigError(
+                f"bf16 autocast needs DeepSpeed >= 0.17 (this is {deepspeed.__version__}): use --fp32 "
+                "or upgrade DeepSpeed"
+            )
         # DeepSpeed (0.19) applies the fp16 loss scale in its backward only for ZeRO optimizers, yet its plain
         # fp16 optimizers divide the gradients by that scale before the update: without ZeRO, scale here.
         self._scale_loss_here = self.fp16 and not self.ds.zero_optimization()
@@ -261,8 +279,7 @@ class TrainingEngine:
         if cuda:
             torch.cuda.set_device(self.env.local_rank)
         if not torch.distributed.is_initialized():
-            deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", auto_mpi_discovery=False,
-                                       verbose=False)
+            deepspeed.init_distributed(dist_backend="nccl" if cuda else "gloo", auto_mpi_discovery=False, verbose=False)
         return torch.device("cuda", self.env.local_rank) if cuda else torch.device("cpu")
 
     @property
@@ -342,8 +359,9 @@ class TrainingEngine:
 
     def load(self, folder: Path, tag: str) -> dict:
         """Restore folder/tag written by `save`; returns its client state."""
-        path, client_state = self.ds.load_checkpoint(str(folder), tag=tag, load_optimizer_states=True,
-                                                     load_lr_scheduler_states=False)
+        path, client_state = self.ds.load_checkpoint(
+            str(folder), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=False
+        )
         if path is None:
             raise DataError(f"{Path(folder) / tag}: not a complete checkpoint (DeepSpeed could not load it)")
         return client_state or {}

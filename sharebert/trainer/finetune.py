@@ -29,13 +29,32 @@ from ..fileio import read_json, write_bytes_atomic, write_json_atomic
 from ..tokenization import bert_tokenizer, read_vocab, special_ids
 from . import glue
 from .finetune_config import FinetuneConfig
-from .finetune_loop import (CHECKPOINT_FILE, FineTuner, Numerics, TaskData, choose_numerics, evaluate,
-                            lr_factor, make_plan, predict_logits)
+from .finetune_loop import (
+    CHECKPOINT_FILE,
+    FineTuner,
+    Numerics,
+    TaskData,
+    choose_numerics,
+    evaluate,
+    lr_factor,
+    make_plan,
+    predict_logits,
+)
 from .finetune_report import build_report, write_report
 from .metrics_glue import predictions_from_logits, task_score
 
-__all__ = ["FinetuneConfig", "finetune", "FineTuner", "choose_numerics", "lr_factor", "make_plan", "load_tokenizer",
-           "load_task_data", "MetricsLog", "cpu_threads"]
+__all__ = [
+    "FineTuner",
+    "FinetuneConfig",
+    "MetricsLog",
+    "choose_numerics",
+    "cpu_threads",
+    "finetune",
+    "load_task_data",
+    "load_tokenizer",
+    "lr_factor",
+    "make_plan",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +107,11 @@ def model_shape(config: FinetuneConfig) -> dict:
     path = config.model_name_or_path / "config.json"
     model = ShareBertConfig.from_json_file(path)
     if config.max_seq_length > model.max_position_embeddings:
-        raise file_error(path, f"max_position_embeddings={model.max_position_embeddings} is below "
-                               f"--max_seq_length {config.max_seq_length}")
+        raise file_error(
+            path,
+            f"max_position_embeddings={model.max_position_embeddings} is below "
+            f"--max_seq_length {config.max_seq_length}",
+        )
     return {"hidden_size": model.hidden_size, "max_position_embeddings": model.max_position_embeddings}
 
 
@@ -146,7 +168,10 @@ class MetricsLog:
 
         name = f"{self.config.run_name or self.config.output_dir.name}-{task}-seed{seed}"
         self.wandb = wandb.init(
-            project=self.config.wandb_project, name=name, group=self.config.run_name, dir=str(self.config.output_dir),
+            project=self.config.wandb_project,
+            name=name,
+            group=self.config.run_name,
+            dir=str(self.config.output_dir),
             config={**self.config.to_dict(), "task": task, "seed": seed},
             mode=os.environ.get("WANDB_MODE", "offline"),  # online only when the user set WANDB_MODE=online
         )
@@ -196,21 +221,38 @@ def run_one(config: FinetuneConfig, data: TaskData, seed: int, numerics: Numeric
         return done
     run_dir.mkdir(parents=True, exist_ok=True)
     metrics_log.start_run(task.name, seed)
-    result = {"task": task.name, "seed": seed, "settings": config.run_settings(), "best_step": None,
-              "examples": {"train": len(data.train) if data.train else 0,
-                           **{s: len(d) for s, d in {**data.dev, **data.test}.items()}}}
+    result = {
+        "task": task.name,
+        "seed": seed,
+        "settings": config.run_settings(),
+        "best_step": None,
+        "examples": {
+            "train": len(data.train) if data.train else 0,
+            **{s: len(d) for s, d in {**data.dev, **data.test}.items()},
+        },
+    }
     trainer, seconds = None, 0.0
     devices = [numerics.device] if numerics.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)  # dropout draws from the global generator; everything else has its own
-        model = load_model_folder(config.model_name_or_path, task="sequence-classification",
-                                  num_labels=task.num_labels, seed=seed, device=numerics.device)
+        model = load_model_folder(
+            config.model_name_or_path,
+            task="sequence-classification",
+            num_labels=task.num_labels,
+            seed=seed,
+            device=numerics.device,
+        )
         if config.do_train:
             trainer = FineTuner(model, config, data, seed, numerics, pad_id, run_dir, metrics_log)
             state = trainer.train()
             seconds = state.train_seconds
-            result.update(best_step=state.best_step, steps=state.step, total_steps=trainer.plan.total_steps,
-                          history=state.history, skipped_steps=state.skipped_steps)
+            result.update(
+                best_step=state.best_step,
+                steps=state.step,
+                total_steps=trainer.plan.total_steps,
+                history=state.history,
+                skipped_steps=state.skipped_steps,
+            )
             save_best_model(model, config, run_dir)
         if config.do_eval:
             result["metrics"] = evaluate(model, task, data.dev, config.per_device_eval_batch_size, numerics, pad_id)
@@ -219,9 +261,17 @@ def run_one(config: FinetuneConfig, data: TaskData, seed: int, numerics: Numeric
     write_json_atomic(run_dir / RUN_RESULT_FILE, result)  # last: the run is finished
     if trainer is not None:
         trainer.remove_checkpoint()
-    metrics_log.write({"event": "final", "task": task.name, "seed": seed, "step": result.get("steps", 0),
-                       "score": result.get("score"), "train_seconds": round(seconds, 3),
-                       **{f"{s}/{m}": v for s, ms in result.get("metrics", {}).items() for m, v in ms.items()}})
+    metrics_log.write(
+        {
+            "event": "final",
+            "task": task.name,
+            "seed": seed,
+            "step": result.get("steps", 0),
+            "score": result.get("score"),
+            "train_seconds": round(seconds, 3),
+            **{f"{s}/{m}": v for s, ms in result.get("metrics", {}).items() for m, v in ms.items()},
+        }
+    )
     metrics_log.end_run()
     return result
 
@@ -236,14 +286,16 @@ def save_best_model(model, config: FinetuneConfig, run_dir: Path) -> None:
     write_json_atomic(run_dir / MODEL_DIR / TOKENIZER_CONFIG_FILE, {"do_lower_case": lowercase})
 
 
-def write_predictions(model, data: TaskData, run_dir: Path, config: FinetuneConfig, numerics: Numerics,
-                      pad_id: int) -> dict[str, str]:
+def write_predictions(
+    model, data: TaskData, run_dir: Path, config: FinetuneConfig, numerics: Numerics, pad_id: int
+) -> dict[str, str]:
     written = {}
     for split, encoded in data.test.items():
         logits = predict_logits(model, encoded, config.per_device_eval_batch_size, numerics, pad_id)
         name = data.task.split_file_name(split)
-        glue.write_submission(run_dir / PREDICTIONS_DIR / name, data.task, encoded.data,
-                              predictions_from_logits(data.task, logits))
+        glue.write_submission(
+            run_dir / PREDICTIONS_DIR / name, data.task, encoded.data, predictions_from_logits(data.task, logits)
+        )
         written[name] = f"{PREDICTIONS_DIR}/{name}"
     return written
 
@@ -276,8 +328,13 @@ def finetune(config: FinetuneConfig) -> dict:
     model_shape(config)  # a bad model folder or too long --max_seq_length stops here, before any output
     tokenizer, pad_id = load_tokenizer(config)
     prepare_output_dir(config)
-    log.info("fine-tuning on %s (%s), tasks %s, seeds %s", numerics.device, numerics.precision,
-             ", ".join(config.task_names), ", ".join(map(str, config.seeds)))
+    log.info(
+        "fine-tuning on %s (%s), tasks %s, seeds %s",
+        numerics.device,
+        numerics.precision,
+        ", ".join(config.task_names),
+        ", ".join(map(str, config.seeds)),
+    )
     metrics_log = MetricsLog(config.output_dir / METRICS_FILE, config)
     runs: dict[str, list[dict]] = {}
     threads_before = torch.get_num_threads()

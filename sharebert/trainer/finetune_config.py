@@ -20,8 +20,19 @@ EVALUATION_STRATEGIES = ("no", "steps", "epoch")
 # Settings that do not change what a (task, seed) run computes: a rerun may differ in them and still
 # reuse finished runs.
 NOT_RUN_SETTINGS = frozenset(
-    {"task_names", "seeds", "output_dir", "overwrite_output_dir", "logging_steps", "save_steps", "wandb",
-     "wandb_project", "run_name", "device", "cpu_threads"}
+    {
+        "task_names",
+        "seeds",
+        "output_dir",
+        "overwrite_output_dir",
+        "logging_steps",
+        "save_steps",
+        "wandb",
+        "wandb_project",
+        "run_name",
+        "device",
+        "cpu_threads",
+    }
 )
 
 
@@ -80,8 +91,12 @@ class FinetuneConfig:
         self.task_names = glue.resolve_task_names(self.task_names)
         if (self.data_dir is None) == (self.dataset_name is None):
             raise ConfigError("give exactly one data source: --data_dir (GLUE TSV folders) or --dataset_name")
-        for name in ("max_seq_length", "per_device_train_batch_size", "per_device_eval_batch_size",
-                     "gradient_accumulation_steps"):
+        for name in (
+            "max_seq_length",
+            "per_device_train_batch_size",
+            "per_device_eval_batch_size",
+            "gradient_accumulation_steps",
+        ):
             _positive(name, getattr(self, name))
         if self.max_seq_length < 3:
             raise ConfigError(f"max_seq_length={self.max_seq_length} must be >= 3 ([CLS] a [SEP])")

@@ -99,8 +99,9 @@ def predict_logits(model, data: glue.EncodedSplit, batch_size: int, numerics: Nu
     return out
 
 
-def evaluate(model, task: glue.GlueTask, splits: dict[str, glue.EncodedSplit], batch_size: int,
-             numerics: Numerics, pad_id: int) -> dict[str, dict[str, float]]:
+def evaluate(
+    model, task: glue.GlueTask, splits: dict[str, glue.EncodedSplit], batch_size: int, numerics: Numerics, pad_id: int
+) -> dict[str, dict[str, float]]:
     results = {}
     for name, data in splits.items():
         predictions = predictions_from_logits(task, predict_logits(model, data, batch_size, numerics, pad_id))
@@ -173,8 +174,9 @@ def make_optimizer(model, config: FinetuneConfig) -> torch.optim.AdamW:
         {"params": [p for p in params if id(p) not in no_decay], "weight_decay": config.weight_decay},
         {"params": [p for p in params if id(p) in no_decay], "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2),
-                             eps=config.adam_epsilon)
+    return torch.optim.AdamW(
+        groups, lr=config.learning_rate, betas=(config.adam_beta1, config.adam_beta2), eps=config.adam_epsilon
+    )
 
 
 @dataclass
@@ -193,8 +195,17 @@ class TrainState:
 class FineTuner:
     """Trains one (task, seed) run: train_step, periodic evaluation with best-weight keeping, checkpoints."""
 
-    def __init__(self, model, config: FinetuneConfig, data: TaskData, seed: int, numerics: Numerics,
-                 pad_id: int, run_dir: Path, metrics_log):
+    def __init__(
+        self,
+        model,
+        config: FinetuneConfig,
+        data: TaskData,
+        seed: int,
+        numerics: Numerics,
+        pad_id: int,
+        run_dir: Path,
+        metrics_log,
+    ):
         self.model, self.config, self.data, self.seed = model, config, data, seed
         self.task = data.task
         self.numerics, self.pad_id, self.run_dir, self.metrics_log = numerics, pad_id, run_dir, metrics_log
@@ -213,8 +224,9 @@ class FineTuner:
         self.model.train()
         self._resume()
         plan, state = self.plan, self.state
-        bar = progress_bar(total=plan.total_steps, initial=state.step, desc=f"{self.task.folder} seed {self.seed}",
-                           unit="step")
+        bar = progress_bar(
+            total=plan.total_steps, initial=state.step, desc=f"{self.task.folder} seed {self.seed}", unit="step"
+        )
         self._clock, self._loss_since_log, self._logged_at = time.perf_counter(), 0.0, state.step
         order_epoch, order = -1, None
         try:
@@ -276,8 +288,12 @@ class FineTuner:
             self.optimizer.step()
         else:
             self.state.skipped_steps += 1
-            log.warning("%s seed %d step %d: non-finite gradient, step skipped", self.task.folder, self.seed,
-                        self.state.step + 1)
+            log.warning(
+                "%s seed %d step %d: non-finite gradient, step skipped",
+                self.task.folder,
+                self.seed,
+                self.state.step + 1,
+            )
         self.optimizer.zero_grad(set_to_none=True)
         self.scheduler.step()
         return loss_sum
@@ -295,8 +311,9 @@ class FineTuner:
     def _evaluate_and_keep_best(self) -> bool:
         """Evaluate on the selection split, keep the weights if best so far; True when it is time to stop."""
         state = self.state
-        metrics = evaluate(self.model, self.task, self.selection, self.config.per_device_eval_batch_size,
-                           self.numerics, self.pad_id)[self.task.selection_split]
+        metrics = evaluate(
+            self.model, self.task, self.selection, self.config.per_device_eval_batch_size, self.numerics, self.pad_id
+        )[self.task.selection_split]
         score = selection_score(self.task, metrics)
         state.history.append({"step": state.step, "score": score, "metrics": metrics})
         improved = state.best_score is None or score > state.best_score
@@ -305,17 +322,34 @@ class FineTuner:
             self.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in self.model.state_dict().items()}
         else:
             state.evaluations_since_best += 1
-        self.metrics_log.write({"event": "eval", "task": self.task.name, "seed": self.seed, "step": state.step,
-                                "split": self.task.selection_split, "score": score, "best": improved, **metrics})
+        self.metrics_log.write(
+            {
+                "event": "eval",
+                "task": self.task.name,
+                "seed": self.seed,
+                "step": state.step,
+                "split": self.task.selection_split,
+                "score": score,
+                "best": improved,
+                **metrics,
+            }
+        )
         patience = self.config.early_stopping_patience
         return patience > 0 and state.evaluations_since_best >= patience
 
     def _log_training(self) -> None:
         steps = self.state.step - self._logged_at
-        self.metrics_log.write({"event": "train", "task": self.task.name, "seed": self.seed, "step": self.state.step,
-                                "epoch": round(self.state.step / self.plan.steps_per_epoch, 4),
-                                "loss": float(self._loss_since_log) / max(1, steps),
-                                "lr": self.scheduler.get_last_lr()[0]})
+        self.metrics_log.write(
+            {
+                "event": "train",
+                "task": self.task.name,
+                "seed": self.seed,
+                "step": self.state.step,
+                "epoch": round(self.state.step / self.plan.steps_per_epoch, 4),
+                "loss": float(self._loss_since_log) / max(1, steps),
+                "lr": self.scheduler.get_last_lr()[0],
+            }
+        )
         self._loss_since_log, self._logged_at = 0.0, self.state.step
 
     # -- resume checkpoints
@@ -346,7 +380,9 @@ class FineTuner:
         try:
             payload = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # a damaged checkpoint is never silently ignored
-            raise file_error(path, f"cannot read the resume checkpoint ({type(e).__name__}); delete it to start over") from None
+            raise file_error(
+                path, f"cannot read the resume checkpoint ({type(e).__name__}); delete it to start over"
+            ) from None
         if payload.get("settings") != self.config.run_settings():
             raise file_error(path, "a checkpoint of other settings: use --overwrite_output_dir or another --output_dir")
         self.model.load_state_dict(payload["model"])

@@ -27,8 +27,12 @@ SPLIT_PREFIX = {"validation_matched": "m ", "validation_mismatched": "mm "}
 def spread(values: list[float]) -> dict:
     a = np.asarray(values, dtype=np.float64)
     return {
-        "median": float(np.median(a)), "mean": float(a.mean()), "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
-        "min": float(a.min()), "max": float(a.max()), "values": [float(v) for v in a],
+        "median": float(np.median(a)),
+        "mean": float(a.mean()),
+        "std": float(a.std(ddof=1)) if len(a) > 1 else 0.0,
+        "min": float(a.min()),
+        "max": float(a.max()),
+        "values": [float(v) for v in a],
     }
 
 
@@ -40,7 +44,8 @@ def task_entry(name: str, runs: list[dict]) -> dict:
         entry["score"] = spread([r["score"] for r in scored])
         entry["metrics"] = {
             f"{split}/{metric}": spread([r["metrics"][split][metric] for r in scored])
-            for split in task.dev_splits for metric in task.metrics
+            for split in task.dev_splits
+            for metric in task.metrics
         }
     chosen = [r["seed"] for r in runs if r.get("submission")]
     if chosen:

@@ -106,45 +106,70 @@ def _task_table() -> dict[str, GlueTask]:
     pair = ("sentence1", "sentence2")
     tasks = [
         GlueTask(
-            "cola", "CoLA", ("sentence",),
-            labelled=TsvLayout(("sentence",), "label", headerless_columns=("source", "label", "annotation", "sentence")),
+            "cola",
+            "CoLA",
+            ("sentence",),
+            labelled=TsvLayout(
+                ("sentence",), "label", headerless_columns=("source", "label", "annotation", "sentence")
+            ),
             unlabelled=TsvLayout(("sentence",), index_column="index"),
-            label_names=BINARY, metrics=("mcc",),
-            test_splits=(TestSplit("test", "CoLA.tsv"),), score_parts=_score_parts(("mcc",)),
+            label_names=BINARY,
+            metrics=("mcc",),
+            test_splits=(TestSplit("test", "CoLA.tsv"),),
+            score_parts=_score_parts(("mcc",)),
         ),
         GlueTask(
-            "sst2", "SST-2", ("sentence",),
+            "sst2",
+            "SST-2",
+            ("sentence",),
             labelled=TsvLayout(("sentence",), "label"),
             unlabelled=TsvLayout(("sentence",), index_column="index"),
-            label_names=BINARY, metrics=("accuracy",),
-            test_splits=(TestSplit("test", "SST-2.tsv"),), score_parts=_score_parts(("accuracy",)),
+            label_names=BINARY,
+            metrics=("accuracy",),
+            test_splits=(TestSplit("test", "SST-2.tsv"),),
+            score_parts=_score_parts(("accuracy",)),
         ),
         GlueTask(
-            "mrpc", "MRPC", pair,
+            "mrpc",
+            "MRPC",
+            pair,
             labelled=TsvLayout(("#1 String", "#2 String"), "Quality"),
             unlabelled=TsvLayout(("#1 String", "#2 String"), index_column="index"),
-            label_names=BINARY, metrics=("accuracy", "f1"),
-            test_splits=(TestSplit("test", "MRPC.tsv"),), score_parts=_score_parts(("accuracy", "f1")),
+            label_names=BINARY,
+            metrics=("accuracy", "f1"),
+            test_splits=(TestSplit("test", "MRPC.tsv"),),
+            score_parts=_score_parts(("accuracy", "f1")),
         ),
         GlueTask(
-            "qqp", "QQP", ("question1", "question2"),
+            "qqp",
+            "QQP",
+            ("question1", "question2"),
             labelled=TsvLayout(("question1", "question2"), "is_duplicate"),
             unlabelled=TsvLayout(("question1", "question2"), index_column="id"),
-            label_names=BINARY, metrics=("accuracy", "f1"),
-            test_splits=(TestSplit("test", "QQP.tsv"),), score_parts=_score_parts(("accuracy", "f1")),
+            label_names=BINARY,
+            metrics=("accuracy", "f1"),
+            test_splits=(TestSplit("test", "QQP.tsv"),),
+            score_parts=_score_parts(("accuracy", "f1")),
         ),
         GlueTask(
-            "stsb", "STS-B", pair,
+            "stsb",
+            "STS-B",
+            pair,
             labelled=TsvLayout(pair, "score"),
             unlabelled=TsvLayout(pair, index_column="index"),
-            label_names=None, metrics=("pearson", "spearman"),
-            test_splits=(TestSplit("test", "STS-B.tsv"),), score_parts=_score_parts(("pearson", "spearman")),
+            label_names=None,
+            metrics=("pearson", "spearman"),
+            test_splits=(TestSplit("test", "STS-B.tsv"),),
+            score_parts=_score_parts(("pearson", "spearman")),
         ),
         GlueTask(
-            "mnli", "MNLI", ("premise", "hypothesis"),
+            "mnli",
+            "MNLI",
+            ("premise", "hypothesis"),
             labelled=TsvLayout(pair, "gold_label"),
             unlabelled=TsvLayout(pair, index_column="index"),
-            label_names=NLI_3, metrics=("accuracy",),
+            label_names=NLI_3,
+            metrics=("accuracy",),
             dev_splits=("validation_matched", "validation_mismatched"),
             test_splits=(
                 TestSplit("test_matched", "MNLI-m.tsv"),
@@ -155,25 +180,37 @@ def _task_table() -> dict[str, GlueTask]:
             selection_split="validation_matched",
         ),
         GlueTask(
-            "qnli", "QNLI", ("question", "sentence"),
+            "qnli",
+            "QNLI",
+            ("question", "sentence"),
             labelled=TsvLayout(("question", "sentence"), "label"),
             unlabelled=TsvLayout(("question", "sentence"), index_column="index"),
-            label_names=NLI_2, metrics=("accuracy",),
-            test_splits=(TestSplit("test", "QNLI.tsv"),), score_parts=_score_parts(("accuracy",)),
+            label_names=NLI_2,
+            metrics=("accuracy",),
+            test_splits=(TestSplit("test", "QNLI.tsv"),),
+            score_parts=_score_parts(("accuracy",)),
         ),
         GlueTask(
-            "rte", "RTE", pair,
+            "rte",
+            "RTE",
+            pair,
             labelled=TsvLayout(pair, "label"),
             unlabelled=TsvLayout(pair, index_column="index"),
-            label_names=NLI_2, metrics=("accuracy",),
-            test_splits=(TestSplit("test", "RTE.tsv"),), score_parts=_score_parts(("accuracy",)),
+            label_names=NLI_2,
+            metrics=("accuracy",),
+            test_splits=(TestSplit("test", "RTE.tsv"),),
+            score_parts=_score_parts(("accuracy",)),
         ),
         GlueTask(
-            "wnli", "WNLI", pair,
+            "wnli",
+            "WNLI",
+            pair,
             labelled=TsvLayout(pair, "label"),
             unlabelled=TsvLayout(pair, index_column="index"),
-            label_names=BINARY, metrics=("accuracy",),
-            test_splits=(TestSplit("test", "WNLI.tsv"),), score_parts=_score_parts(("accuracy",)),
+            label_names=BINARY,
+            metrics=("accuracy",),
+            test_splits=(TestSplit("test", "WNLI.tsv"),),
+            score_parts=_score_parts(("accuracy",)),
         ),
     ]
     return {t.name: t for t in tasks}
@@ -250,14 +287,18 @@ class GlueSplit:
     def is_labelled(self) -> bool:
         return self.labels is not None
 
-    def head(self, n: int | None) -> "GlueSplit":
+    def head(self, n: int | None) -> GlueSplit:
         """The first n examples (HF's --max_*_samples), or all when n is None."""
         if n is None or n >= len(self):
             return self
         return GlueSplit(
-            self.task, self.split, self.origin, self.text_a[:n],
+            self.task,
+            self.split,
+            self.origin,
+            self.text_a[:n],
             None if self.text_b is None else self.text_b[:n],
-            None if self.labels is None else self.labels[:n], self.index[:n],
+            None if self.labels is None else self.labels[:n],
+            self.index[:n],
         )
 
 
@@ -407,7 +448,13 @@ def _label_help(task: GlueTask) -> str:
 
 
 # ---------------------------------------------------------------- Hugging Face datasets
-HF_SPLIT_FILE_GLOBS = ("{split}-*.parquet", "{split}.parquet", "{split}/*.parquet", "{split}-*.arrow", "{split}/*.arrow")
+HF_SPLIT_FILE_GLOBS = (
+    "{split}-*.parquet",
+    "{split}.parquet",
+    "{split}/*.parquet",
+    "{split}-*.arrow",
+    "{split}/*.arrow",
+)
 
 
 class HfSource:

@@ -60,11 +60,12 @@ def start_wandb(project: str, name: str, folder: Path, config: dict, resume_id: 
     import wandb
 
     mode = wandb_mode()
-    kwargs = dict(project=project, name=name, dir=str(folder), config=config, id=resume_id,
-                  resume="allow" if resume_id else None)
+    kwargs = dict(
+        project=project, name=name, dir=str(folder), config=config, id=resume_id, resume="allow" if resume_id else None
+    )
     try:
         return wandb.init(mode=mode, settings=wandb.Settings(init_timeout=60), **kwargs)
-    except Exception as e:  # noqa: BLE001 - a network or login problem must not stop training
+    except Exception as e:
         if mode == "offline":
             raise
         log.warning("wandb could not start online (%s); logging offline instead", e)
@@ -74,12 +75,14 @@ def start_wandb(project: str, name: str, folder: Path, config: dict, resume_id: 
 class MetricsLog:
     """Writes records to metrics.jsonl (and wandb), shows them on the bar and, every `print_steps`, in the log."""
 
-    def __init__(self, folder: Path, enabled: bool, first_step: int, total_steps: int | None, print_steps: int,
-                 wandb_run=None):
+    def __init__(
+        self, folder: Path, enabled: bool, first_step: int, total_steps: int | None, print_steps: int, wandb_run=None
+    ):
         self.enabled, self.print_steps, self.wandb_run = enabled, print_steps, wandb_run
         self._file = open(Path(folder) / METRICS_FILE, "a", encoding="utf-8") if enabled else None
-        self._bar = (progress_bar(total=total_steps, initial=first_step, unit="step", desc="pretrain")
-                     if enabled else None)
+        self._bar = (
+            progress_bar(total=total_steps, initial=first_step, unit="step", desc="pretrain") if enabled else None
+        )
         self._bar_step = first_step
 
     def log_step(self, record: dict, time_left_s: float | None) -> None:
@@ -91,18 +94,33 @@ class MetricsLog:
             self._bar.update(step - self._bar_step)
             self._bar_step = step
             left = "" if time_left_s is None else _duration(time_left_s)
-            self._bar.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}",
-                                  samples_s=f"{record['samples_per_s']:.0f}", left=left, refresh=False)
+            self._bar.set_postfix(
+                loss=f"{record['loss']:.4f}",
+                lr=f"{record['lr']:.2e}",
+                samples_s=f"{record['samples_per_s']:.0f}",
+                left=left,
+                refresh=False,
+            )
         if step % self.print_steps == 0:
-            log.info("step %d: loss %.4f, lr %.3g, %.0f samples/s%s", step, record["loss"], record["lr"],
-                     record["samples_per_s"], f", {_duration(time_left_s)} left" if time_left_s is not None else "")
+            log.info(
+                "step %d: loss %.4f, lr %.3g, %.0f samples/s%s",
+                step,
+                record["loss"],
+                record["lr"],
+                record["samples_per_s"],
+                f", {_duration(time_left_s)} left" if time_left_s is not None else "",
+            )
 
     def log_validation(self, record: dict) -> None:
         if not self.enabled:
             return
         self._write(record)
-        log.info("step %d: validation loss %.4f, masked-token accuracy %.4f", record["step"], record["val_loss"],
-                 record["val_mlm_acc"])
+        log.info(
+            "step %d: validation loss %.4f, masked-token accuracy %.4f",
+            record["step"],
+            record["val_loss"],
+            record["val_mlm_acc"],
+        )
 
     def _write(self, record: dict) -> None:
         self._file.write(json.dumps(record, sort_keys=True) + "\n")
@@ -118,7 +136,7 @@ class MetricsLog:
         if self.wandb_run is not None:
             self.wandb_run.finish()
 
-    def __enter__(self) -> "MetricsLog":
+    def __enter__(self) -> MetricsLog:
         return self
 
     def __exit__(self, *exc) -> None:

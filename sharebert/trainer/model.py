@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import math
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -30,12 +30,30 @@ from torch.utils.checkpoint import checkpoint
 
 from ..errors import ConfigError
 from .config import LAYER_NORM_EPS, CarveLayout, ShareBertConfig
-from .model_io import (TASKS, read_model_folder, reconcile_state_dict, summarize, to_reference_state_dict,
-                       weight_shapes, write_model_folder)
+from .model_io import (
+    TASKS,
+    read_model_folder,
+    reconcile_state_dict,
+    summarize,
+    to_reference_state_dict,
+    weight_shapes,
+    write_model_folder,
+)
 
-__all__ = ["ShareBertConfig", "ShareBertModel", "ShareBertForMaskedLM", "ShareBertForSequenceClassification",
-           "save_model_folder", "load_model_folder", "BaseModelOutput", "MaskedLMOutput", "ClassifierOutput",
-           "CarvedWeights", "model_summary", "unwrap_model"]
+__all__ = [
+    "BaseModelOutput",
+    "CarvedWeights",
+    "ClassifierOutput",
+    "MaskedLMOutput",
+    "ShareBertConfig",
+    "ShareBertForMaskedLM",
+    "ShareBertForSequenceClassification",
+    "ShareBertModel",
+    "load_model_folder",
+    "model_summary",
+    "save_model_folder",
+    "unwrap_model",
+]
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +67,15 @@ class BaseModelOutput(NamedTuple):
 
 
 class MaskedLMOutput(NamedTuple):
-    loss: Optional[Tensor]  # mlm_loss (+ nsp_loss when next_sentence_label is given)
+    loss: Tensor | None  # mlm_loss (+ nsp_loss when next_sentence_label is given)
     logits: Tensor  # [B, M, V] with masked_lm_positions; [N, V] with labels [B, S]; else [B, S, V]
-    mlm_loss: Optional[Tensor] = None
-    nsp_logits: Optional[Tensor] = None  # [B, 2] when the model has the NSP head
-    nsp_loss: Optional[Tensor] = None
+    mlm_loss: Tensor | None = None
+    nsp_logits: Tensor | None = None  # [B, 2] when the model has the NSP head
+    nsp_loss: Tensor | None = None
 
 
 class ClassifierOutput(NamedTuple):
-    loss: Optional[Tensor]
+    loss: Tensor | None
     logits: Tensor  # [B, num_labels]
 
 
@@ -146,7 +164,7 @@ class ShareBertEmbeddings(nn.Module):
             self.LayerNorm = _norm(config, h)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor]) -> Tensor:
+    def forward(self, input_ids: Tensor, token_type_ids: Tensor | None) -> Tensor:
         seq_len = input_ids.shape[1]
         input_ids = input_ids.long()  # int32 / int8 straight from the HDF5 samples are fine too
         words = self.pos_factor_norm(self.factor_linear(self.pre_factor_norm(self.word_embeddings(input_ids))))
@@ -166,8 +184,10 @@ class ShareBertEmbeddings(nn.Module):
         used = F.linear(self.word_embeddings.weight, lin.weight[lo:], lin.bias[lo:])  # V x (5g + 2gf)
         blocks = used.split([b.stop - b.start for b in layout.blocks], dim=1)
         # Each V x c slice is flattened row-major, its tail dropped, and reshaped (SHAREBERT.md 4).
-        m = {b.name: block.reshape(-1)[: b.shape[0] * b.shape[1]].view(b.shape)
-             for b, block in zip(layout.blocks, blocks)}
+        m = {
+            b.name: block.reshape(-1)[: b.shape[0] * b.shape[1]].view(b.shape)
+            for b, block in zip(layout.blocks, blocks)
+        }
         return CarvedWeights(torch.cat([m["q"], m["k"], m["v"]], dim=1), m["o"], m["ff1"], m["ff2"], m["pool"])
 
 
@@ -198,20 +218,21 @@ class ShareBertLayer(nn.Module):
         self.attention_dropout = config.attention_probs_dropout_prob
         self.act = _activation(config.hidden_act)
 
-    def forward(self, x: Tensor, w: CarvedWeights, mask: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, w: CarvedWeights, mask: Tensor | None) -> Tensor:
         if self.pre_ln:
             x = x + self._attention(self.PreAttentionLayerNorm(x), w, mask)
             return x + self._feed_forward(self.PostAttentionLayerNorm(x), w)
         x = self.PreAttentionLayerNorm(x + self._attention(x, w, mask))
         return self.PostAttentionLayerNorm(x + self._feed_forward(x, w))
 
-    def _attention(self, x: Tensor, w: CarvedWeights, mask: Optional[Tensor]) -> Tensor:
+    def _attention(self, x: Tensor, w: CarvedWeights, mask: Tensor | None) -> Tensor:
         b, s, h = x.shape
         biases = self.block.self
         qkv = _addmm(torch.cat([biases.query_bias, biases.key_bias, biases.value_bias]), x, w.qkv)
         q, k, v = qkv.view(b, s, 3, self.num_heads, h // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         ctx = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0, scale=self.scale)
+            q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0, scale=self.scale
+        )
         ctx = ctx.transpose(1, 2).reshape(b, s, h)
         return F.dropout(_addmm(self.block.output.bias, ctx, w.o), self.hidden_dropout, self.training)
 
@@ -228,7 +249,7 @@ class ShareBertEncoder(nn.Module):
         self.pre_ln = config.encoder_ln_mode == "pre-ln"
         self.gradient_checkpointing = config.gradient_checkpointing
 
-    def forward(self, x: Tensor, w: CarvedWeights, mask: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, w: CarvedWeights, mask: Tensor | None) -> Tensor:
         """The hidden states before the final LayerNorm (see `final_norm`)."""
         for layer in self.layer:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
@@ -296,12 +317,13 @@ class _ShareBertBase(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def _initial_value(module: nn.Module, name: str, p: Tensor, gen: torch.Generator, std: float,
-                   config: ShareBertConfig) -> Tensor:
+def _initial_value(
+    module: nn.Module, name: str, p: Tensor, gen: torch.Generator, std: float, config: ShareBertConfig
+) -> Tensor:
     shape = p.shape
     if isinstance(module, (nn.LayerNorm, RMSNorm)):
         return torch.ones(shape) if name in ("weight", "scale") else torch.zeros(shape)
-    if isinstance(module, _StandaloneBiases) or isinstance(module, ShareBertPooler):
+    if isinstance(module, (_StandaloneBiases, ShareBertPooler)):
         return torch.randn(shape, generator=gen)
     if isinstance(module, _DenseAct) and config.fused_linear_layer:
         bound = 1.0 / math.sqrt(config.hidden_size)  # PyTorch's default Linear init (kaiming-uniform, a=sqrt 5)
@@ -324,12 +346,15 @@ class ShareBertModel(_ShareBertBase):
     def carved_weights(self) -> CarvedWeights:
         return self.embeddings.carve(self.layout)
 
-    def encode(self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None,
-               attention_mask: Optional[Tensor] = None) -> tuple[Tensor, CarvedWeights]:
+    def encode(
+        self, input_ids: Tensor, token_type_ids: Tensor | None = None, attention_mask: Tensor | None = None
+    ) -> tuple[Tensor, CarvedWeights]:
         """Hidden states before the final LayerNorm, and this pass's shared matrices (for the heads)."""
         if input_ids.shape[1] > self.config.max_position_embeddings:
-            raise ConfigError(f"sequence length {input_ids.shape[1]} exceeds max_position_embeddings="
-                             f"{self.config.max_position_embeddings}")
+            raise ConfigError(
+                f"sequence length {input_ids.shape[1]} exceeds max_position_embeddings="
+                f"{self.config.max_position_embeddings}"
+            )
         w = self.carved_weights()
         mask = None
         if attention_mask is not None:
@@ -341,8 +366,9 @@ class ShareBertModel(_ShareBertBase):
     def pool(self, hidden: Tensor, w: CarvedWeights) -> Tensor:
         return self.pooler(self.encoder.final_norm(hidden[:, 0]), w)
 
-    def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None,
-                attention_mask: Optional[Tensor] = None) -> BaseModelOutput:
+    def forward(
+        self, input_ids: Tensor, token_type_ids: Tensor | None = None, attention_mask: Tensor | None = None
+    ) -> BaseModelOutput:
         hidden, w = self.encode(input_ids, token_type_ids, attention_mask)
         return BaseModelOutput(self.encoder.final_norm(hidden), self.pool(hidden, w))
 
@@ -383,8 +409,12 @@ def _at_least_fp32(x: Tensor) -> Tensor:
 
 def _mean_loss(logits: Tensor, labels: Tensor) -> Tensor:
     """Cross-entropy averaged over labels != -100, in float32 or wider; 0 (not NaN) when there are none."""
-    total = F.cross_entropy(_at_least_fp32(logits.reshape(-1, logits.shape[-1])), labels.reshape(-1).long(),
-                            ignore_index=IGNORE_INDEX, reduction="sum")
+    total = F.cross_entropy(
+        _at_least_fp32(logits.reshape(-1, logits.shape[-1])),
+        labels.reshape(-1).long(),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
     return total / (labels != IGNORE_INDEX).sum().clamp(min=1)
 
 
@@ -400,9 +430,15 @@ class ShareBertForMaskedLM(_ShareBertBase):
         self.bert = ShareBertModel(config)
         self.cls = _PretrainingHeads(config)
 
-    def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None,
-                attention_mask: Optional[Tensor] = None, masked_lm_positions: Optional[Tensor] = None,
-                labels: Optional[Tensor] = None, next_sentence_label: Optional[Tensor] = None) -> MaskedLMOutput:
+    def forward(
+        self,
+        input_ids: Tensor,
+        token_type_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        masked_lm_positions: Tensor | None = None,
+        labels: Tensor | None = None,
+        next_sentence_label: Tensor | None = None,
+    ) -> MaskedLMOutput:
         hidden, w = self.bert.encode(input_ids, token_type_ids, attention_mask)
         final_norm = self.bert.encoder.final_norm
         if masked_lm_positions is not None:
@@ -434,8 +470,13 @@ class ShareBertForSequenceClassification(_ShareBertBase):
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels)
 
-    def forward(self, input_ids: Tensor, token_type_ids: Optional[Tensor] = None,
-                attention_mask: Optional[Tensor] = None, labels: Optional[Tensor] = None) -> ClassifierOutput:
+    def forward(
+        self,
+        input_ids: Tensor,
+        token_type_ids: Tensor | None = None,
+        attention_mask: Tensor | None = None,
+        labels: Tensor | None = None,
+    ) -> ClassifierOutput:
         hidden, w = self.bert.encode(input_ids, token_type_ids, attention_mask)
         logits = self.classifier(self.dropout(self.bert.pool(hidden, w)))
         loss = None
@@ -448,8 +489,11 @@ class ShareBertForSequenceClassification(_ShareBertBase):
         return ClassifierOutput(loss, logits)
 
 
-MODEL_CLASSES = {"base": ShareBertModel, "masked-lm": ShareBertForMaskedLM,
-                 "sequence-classification": ShareBertForSequenceClassification}
+MODEL_CLASSES = {
+    "base": ShareBertModel,
+    "masked-lm": ShareBertForMaskedLM,
+    "sequence-classification": ShareBertForSequenceClassification,
+}
 assert set(MODEL_CLASSES) == set(TASKS)
 
 
@@ -473,13 +517,16 @@ def save_model_folder(model: nn.Module, folder, vocab_file, *, pytorch_bin: bool
     model = unwrap_model(model)
     task = next(t for t, cls in MODEL_CLASSES.items() if type(model) is cls)
     # fp32 files whatever the training precision (DeepSpeed's fp16 mode keeps a half-precision module).
-    state = {k: v.float() if v.is_floating_point() else v
-             for k, v in to_reference_state_dict(model.state_dict(), model.config).items()}
+    state = {
+        k: v.float() if v.is_floating_point() else v
+        for k, v in to_reference_state_dict(model.state_dict(), model.config).items()
+    }
     return write_model_folder(folder, model.config, state, vocab_file, task, pytorch_bin=pytorch_bin)
 
 
-def load_model_folder(folder, task: str = "masked-lm", num_labels: Optional[int] = None, *, seed: int = 0,
-                      device=None) -> nn.Module:
+def load_model_folder(
+    folder, task: str = "masked-lm", num_labels: int | None = None, *, seed: int = 0, device=None
+) -> nn.Module:
     """Load a folder written by `save_model_folder` or by the reference implementation as a `task` model.
 
     Heads the task does not use are dropped and missing task heads are created (initialized from `seed`);
@@ -506,7 +553,7 @@ def load_model_folder(folder, task: str = "masked-lm", num_labels: Optional[int]
     return model
 
 
-def model_summary(config: Optional[ShareBertConfig] = None, folder=None) -> dict:
+def model_summary(config: ShareBertConfig | None = None, folder=None) -> dict:
     """Parameter counts per component: of `config` as a masked-LM model, or of a saved model folder."""
     if folder is not None:
         config, shapes, path = weight_shapes(folder)

@@ -34,8 +34,11 @@ ENCODER_PREFIX = "bert."
 # Heads a task may create when a folder lacks them (a pretraining checkpoint has no classifier).
 CREATABLE_HEADS = {"sequence-classification": ("classifier.",)}
 # The reference's class names, written to config.json "architectures".
-REFERENCE_ARCHITECTURES = {"base": "ShareBertModel", "masked-lm": "ShareBertLMHeadModel",
-                           "sequence-classification": "ShareBertForSequenceClassification"}
+REFERENCE_ARCHITECTURES = {
+    "base": "ShareBertModel",
+    "masked-lm": "ShareBertLMHeadModel",
+    "sequence-classification": "ShareBertForSequenceClassification",
+}
 
 
 # ---------------------------------------------------------------------------------------- key names
@@ -58,7 +61,7 @@ def normalize_keys(state: dict) -> dict:
     for key, tensor in state.items():
         for prefix in ("module.", "_orig_mod."):
             while key.startswith(prefix):
-                key = key[len(prefix):]
+                key = key[len(prefix) :]
         if key.endswith("position_ids"):  # a Hugging Face buffer, not a parameter
             continue
         key = key.replace(".transform.dense_act.dense.", ".transform.dense_act.")
@@ -80,7 +83,7 @@ def reconcile_state_dict(found: dict, expected: dict, task: str, path) -> tuple[
     found = normalize_keys(found)
     bare = task == "base"
     if bare:
-        found = {k[len(ENCODER_PREFIX):] if k.startswith(ENCODER_PREFIX) else k: v for k, v in found.items()}
+        found = {k[len(ENCODER_PREFIX) :] if k.startswith(ENCODER_PREFIX) else k: v for k, v in found.items()}
     creatable = CREATABLE_HEADS.get(task, ())
     state, dropped, created = {}, Counter(), []
     for key, tensor in found.items():
@@ -89,18 +92,23 @@ def reconcile_state_dict(found: dict, expected: dict, task: str, path) -> tuple[
         if key not in expected:
             head = next((h for h in HEAD_PREFIXES if key.startswith(h)), None)
             if head is None:
-                raise file_error(path, f"unexpected key {key} (not a parameter of a ShareBERT {task} model "
-                                       "with this config.json)")
+                raise file_error(
+                    path, f"unexpected key {key} (not a parameter of a ShareBERT {task} model with this config.json)"
+                )
             dropped[head + "*"] += 1
             continue
         if tuple(tensor.shape) != expected[key]:
             if key.startswith(creatable):  # e.g. a classifier for another number of labels
-                log.warning("%s: %s has shape %s but the model needs %s: creating it anew", path, key,
-                            list(tensor.shape), list(expected[key]))
+                log.warning(
+                    "%s: %s has shape %s but the model needs %s: creating it anew",
+                    path,
+                    key,
+                    list(tensor.shape),
+                    list(expected[key]),
+                )
                 created.append(key)
                 continue
-            raise file_error(path, f"{key} has shape {list(tensor.shape)} but config.json needs "
-                                   f"{list(expected[key])}")
+            raise file_error(path, f"{key} has shape {list(tensor.shape)} but config.json needs {list(expected[key])}")
         state[key] = tensor
     missing = [k for k in expected if k not in state and k not in created]
     created += [k for k in missing if k.startswith(creatable)]
@@ -109,14 +117,19 @@ def reconcile_state_dict(found: dict, expected: dict, task: str, path) -> tuple[
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise file_error(path, f"missing key {missing[0]}{more} (needed by a ShareBERT {task} model)")
     if dropped:
-        log.info("%s: dropped (not used by a %s model): %s", path, task,
-                 ", ".join(f"{h} ({n} tensors)" for h, n in sorted(dropped.items())))
+        log.info(
+            "%s: dropped (not used by a %s model): %s",
+            path,
+            task,
+            ", ".join(f"{h} ({n} tensors)" for h, n in sorted(dropped.items())),
+        )
     return state, sorted(created)
 
 
 # ---------------------------------------------------------------------------------------- files
-def write_model_folder(folder, config: ShareBertConfig, state: dict, vocab_file, task: str, *,
-                       pytorch_bin: bool = False) -> Path:
+def write_model_folder(
+    folder, config: ShareBertConfig, state: dict, vocab_file, task: str, *, pytorch_bin: bool = False
+) -> Path:
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -134,8 +147,9 @@ def write_model_folder(folder, config: ShareBertConfig, state: dict, vocab_file,
         with atomic_path(folder / VOCAB_FILE) as tmp:
             tmp.write_bytes(Path(vocab_file).read_bytes())
     d = config.to_dict()
-    d["architectures"] = [REFERENCE_ARCHITECTURES[task] if not (task == "masked-lm" and config.nsp)
-                          else "ShareBertForPreTraining"]
+    d["architectures"] = [
+        REFERENCE_ARCHITECTURES[task] if not (task == "masked-lm" and config.nsp) else "ShareBertForPreTraining"
+    ]
     write_json_atomic(folder / CONFIG_FILE, d)  # last: its presence means the folder is complete
     log.info("saved %s model to %s", task, folder)
     return folder
@@ -224,7 +238,6 @@ def encoder_parameter_count(shapes: dict) -> int:
     return sum(math.prod(s) for k, s in shapes.items() if k.startswith(ENCODER_PREFIX))
 
 
-
 HEADS = (("MLM", "cls.predictions."), ("NSP", "cls.seq_relationship."), ("classifier", "classifier."))
 
 
@@ -240,9 +253,14 @@ def summarize(config: ShareBertConfig, shapes: dict, source: str) -> dict:
         "encoder_parameters": encoder_parameter_count(shapes),
         "total_parameters": sum(n for _, n in components),
         "heads": [head for head, prefix in HEADS if any(k.startswith(prefix) for k in shapes)],
-        "carving": {"g": layout.g, "gf": layout.gf, "used_columns": layout.used_columns, "hidden_size": h,
-                    "shared_weights_per_layer": 4 * h * h + 2 * h * i,
-                    "layers": config.num_hidden_layers},
+        "carving": {
+            "g": layout.g,
+            "gf": layout.gf,
+            "used_columns": layout.used_columns,
+            "hidden_size": h,
+            "shared_weights_per_layer": 4 * h * h + 2 * h * i,
+            "layers": config.num_hidden_layers,
+        },
     }
 
 
@@ -256,8 +274,11 @@ def format_summary(s: dict) -> str:
     ]
     width = max(len(name) for name in s["components"]) + 2
     per_layer = s["components"].get("encoder layers (norms + biases)", 0) // carve["layers"]
-    lines += [f"  {name:<{width}}{n:>14,}" + (f"   ({carve['layers']} x {per_layer:,})" if name.startswith(
-        "encoder layers") else "") for name, n in s["components"].items()]
+    lines += [
+        f"  {name:<{width}}{n:>14,}"
+        + (f"   ({carve['layers']} x {per_layer:,})" if name.startswith("encoder layers") else "")
+        for name, n in s["components"].items()
+    ]
     heads = " + ".join(s["heads"]) or "none"
     lines += [
         "",

@@ -27,13 +27,26 @@ from .. import __version__
 from ..errors import ShareBertError, file_error
 from ..fileio import write_json_atomic
 from .checkpoint import CHECKPOINTS_DIR, Checkpoints, latest_tag, tag_for
-from .data import (IGNORE_INDEX, DataPosition, LoaderLayout, Prefetcher, TrainingSamples, rescale_position,
-                   train_batches, validation_batches)
+from .data import (
+    IGNORE_INDEX,
+    DataPosition,
+    LoaderLayout,
+    Prefetcher,
+    TrainingSamples,
+    rescale_position,
+    train_batches,
+    validation_batches,
+)
 from .engine import LaunchEnvironment, TrainingEngine, deepspeed_config, resolve_precision
 from .metrics import METRICS_FILE, MetricsLog, keep_records_up_to, start_wandb
 from .pretrain_config import PretrainConfig, shard_epoch_steps
-from .pretrain_setup import (check_same_model, find_resume_point, jsonable, load_model_config_and_samples,
-                             write_model_folder)
+from .pretrain_setup import (
+    check_same_model,
+    find_resume_point,
+    jsonable,
+    load_model_config_and_samples,
+    write_model_folder,
+)
 from .runtime import StopSignals, TrainingClock, capture_rng, restore_rng, seed_everything
 from .schedule import validation_interval
 
@@ -62,10 +75,19 @@ class TrainState:
     exported_markers: list = field(default_factory=list)
 
     def to_dict(self, layout: LoaderLayout) -> dict:
-        return {"step": self.step, "samples": self.samples, "elapsed_s": self.elapsed_s,
-                "wandb_run_id": self.wandb_run_id, "exported_markers": list(self.exported_markers),
-                "data": {**self.position.to_dict(), "world_size": layout.world_size,
-                         "micro_batch_size": layout.micro_batch_size, "seed": layout.seed}}
+        return {
+            "step": self.step,
+            "samples": self.samples,
+            "elapsed_s": self.elapsed_s,
+            "wandb_run_id": self.wandb_run_id,
+            "exported_markers": list(self.exported_markers),
+            "data": {
+                **self.position.to_dict(),
+                "world_size": layout.world_size,
+                "micro_batch_size": layout.micro_batch_size,
+                "seed": layout.seed,
+            },
+        }
 
 
 @dataclass
@@ -119,14 +141,21 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
 
 # ------------------------------------------------------------------------------------ the loop
 class Trainer:
-    def __init__(self, config: PretrainConfig, env: LaunchEnvironment, samples: TrainingSamples, model_config,
-                 engine: TrainingEngine):
+    def __init__(
+        self,
+        config: PretrainConfig,
+        env: LaunchEnvironment,
+        samples: TrainingSamples,
+        model_config,
+        engine: TrainingEngine,
+    ):
         self.config, self.env, self.samples, self.model_config, self.engine = config, env, samples, model_config, engine
         self.out = config.output_dir
         self.layout = LoaderLayout(config.seed, env.world_size, env.rank, engine.micro_batch_size)
         self.checkpoints = Checkpoints(self.out / CHECKPOINTS_DIR, engine, config.checkpoint.keep_checkpoints)
-        self.shard_epoch = shard_epoch_steps(samples.mean_train_file_rows, engine.micro_batch_size,
-                                             engine.accumulation_steps)
+        self.shard_epoch = shard_epoch_steps(
+            samples.mean_train_file_rows, engine.micro_batch_size, engine.accumulation_steps
+        )
         self.batch_size = engine.micro_batch_size * engine.accumulation_steps * env.world_size
         self.state = TrainState()
         self.saved_step = self.validated_step = -1
@@ -189,8 +218,13 @@ class Trainer:
             self.micro_batches_done += 1
         norm = self.engine.grad_norm_tensor()  # whole gradients: the same on every rank
         loss_sum, elapsed_sum, stops, norm_sum = self.engine.all_reduce_sum(  # the step's one host sync
-            [torch.stack(losses).mean(), self.clock.elapsed(), float(self.signals.requested),
-             norm if norm is not None else 0.0])
+            [
+                torch.stack(losses).mean(),
+                self.clock.elapsed(),
+                float(self.signals.requested),
+                norm if norm is not None else 0.0,
+            ]
+        )
         world = self.env.world_size
         loss, grad_norm = loss_sum / world, (norm_sum / world if norm is not None else None)
         if not self.engine.fp16 and not (math.isfinite(loss) and (grad_norm is None or math.isfinite(grad_norm))):
@@ -201,19 +235,24 @@ class Trainer:
         self.state.position = position
         self.consecutive_skips = self.consecutive_skips + 1 if report.skipped else 0
         if self.consecutive_skips >= FP16_SKIP_LIMIT:
-            raise NonFiniteLoss(f"fp16: {FP16_SKIP_LIMIT} steps in a row overflowed up to step {self.state.step}; "
-                                f"the run has diverged (last checkpoint: {self.latest_checkpoint()})")
+            raise NonFiniteLoss(
+                f"fp16: {FP16_SKIP_LIMIT} steps in a row overflowed up to step {self.state.step}; "
+                f"the run has diverged (last checkpoint: {self.latest_checkpoint()})"
+            )
         self.agreed_elapsed = elapsed_sum / world
         now = time.perf_counter()  # the step's wall time: loader, step and the previous step's logging
         duration, self.step_end, self.paused_s = now - self.step_end - self.paused_s, now, 0.0
-        return StepOutcome(loss, lr, report.grad_norm, report.loss_scale, report.skipped, self.agreed_elapsed,
-                           stops > 0, duration)
+        return StepOutcome(
+            loss, lr, report.grad_norm, report.loss_scale, report.skipped, self.agreed_elapsed, stops > 0, duration
+        )
 
     def raise_non_finite(self, loss: float, grad_norm: float | None) -> None:
         what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
-        raise NonFiniteLoss(f"non-finite {what} at step {self.state.step + 1} ({self.engine.precision}): stopped "
-                            f"without applying it; last good checkpoint: {self.latest_checkpoint()} "
-                            "(a lower --lr or --gradient_clipping may help)")
+        raise NonFiniteLoss(
+            f"non-finite {what} at step {self.state.step + 1} ({self.engine.precision}): stopped "
+            f"without applying it; last good checkpoint: {self.latest_checkpoint()} "
+            "(a lower --lr or --gradient_clipping may help)"
+        )
 
     def latest_checkpoint(self) -> str:
         tag = latest_tag(self.checkpoints.folder) if self.checkpoints.folder.is_dir() else None
@@ -261,14 +300,23 @@ class Trainer:
             return step % v.validation_steps == 0
         if step % self.shard_epoch:
             return False
-        every = validation_interval(self.progress(), v.validation_epochs, v.validation_epochs_begin,
-                                    v.validation_epochs_end, v.validation_begin_proportion, v.validation_end_proportion)
+        every = validation_interval(
+            self.progress(),
+            v.validation_epochs,
+            v.validation_epochs_begin,
+            v.validation_epochs_end,
+            v.validation_begin_proportion,
+            v.validation_end_proportion,
+        )
         return (step // self.shard_epoch - 1) % every == 0
 
     def checkpoint_due(self) -> bool:
         ck = self.config.checkpoint
-        every = (ck.num_epochs_between_checkpoints * self.shard_epoch if ck.num_epochs_between_checkpoints
-                 else ck.checkpoint_steps)
+        every = (
+            ck.num_epochs_between_checkpoints * self.shard_epoch
+            if ck.num_epochs_between_checkpoints
+            else ck.checkpoint_steps
+        )
         return every is not None and self.state.step % every == 0
 
     # ---------------------------------------------------------------- reporting
@@ -276,11 +324,13 @@ class Trainer:
         wandb_run = None
         if self.config.log.wandb and self.env.rank == 0:
             log_cfg = self.config.log
-            wandb_run = start_wandb(log_cfg.project_name, log_cfg.run_name, self.out, self.run_config(),
-                                    self.state.wandb_run_id)
+            wandb_run = start_wandb(
+                log_cfg.project_name, log_cfg.run_name, self.out, self.run_config(), self.state.wandb_run_id
+            )
             self.state.wandb_run_id = wandb_run.id
-        return MetricsLog(self.out, self.env.rank == 0, self.state.step, self.max_steps, self.config.log.print_steps,
-                          wandb_run)
+        return MetricsLog(
+            self.out, self.env.rank == 0, self.state.step, self.max_steps, self.config.log.print_steps, wandb_run
+        )
 
     def record_step(self, outcome: StepOutcome) -> None:
         self.last_loss = outcome.loss
@@ -293,9 +343,17 @@ class Trainer:
         if self.state.step % self.config.log.log_steps and self.state.step != self.max_steps:
             return
         rate = interval["samples"] / max(interval["seconds"], 1e-9)
-        record = {"step": self.state.step, "samples": self.state.samples, "loss": outcome.loss, "lr": outcome.lr,
-                  "grad_norm": outcome.grad_norm, "loss_scale": outcome.loss_scale, "samples_per_s": rate,
-                  "elapsed_s": round(outcome.elapsed_s, 3), "epoch": self.state.position.epoch}
+        record = {
+            "step": self.state.step,
+            "samples": self.state.samples,
+            "loss": outcome.loss,
+            "lr": outcome.lr,
+            "grad_norm": outcome.grad_norm,
+            "loss_scale": outcome.loss_scale,
+            "samples_per_s": rate,
+            "elapsed_s": round(outcome.elapsed_s, 3),
+            "epoch": self.state.position.epoch,
+        }
         self.metrics.log_step(record, self.time_left(interval["seconds"] / interval["steps"]))
         self._interval = {"steps": 0, "samples": 0, "seconds": 0.0}
 
@@ -306,10 +364,15 @@ class Trainer:
         return min((x for x in (by_time, by_steps) if x is not None), default=None)
 
     def run_config(self) -> dict:
-        return {"pretrain": jsonable(dataclasses.asdict(self.config)), "model": self.model_config.to_dict(),
-                "deepspeed": self.engine.ds_config, "world_size": self.env.world_size,
-                "precision": self.engine.precision, "shard_epoch_steps": self.shard_epoch,
-                "sharebert_version": __version__}
+        return {
+            "pretrain": jsonable(dataclasses.asdict(self.config)),
+            "model": self.model_config.to_dict(),
+            "deepspeed": self.engine.ds_config,
+            "world_size": self.env.world_size,
+            "precision": self.engine.precision,
+            "shard_epoch_steps": self.shard_epoch,
+            "sharebert_version": __version__,
+        }
 
     def write_run_config(self) -> None:
         if self.env.rank == 0:
@@ -319,8 +382,10 @@ class Trainer:
     def open_batches(self) -> Prefetcher:
         pin = self.engine.device.type == "cuda"
         depth = min(64, max(4, 2 * self.engine.accumulation_steps))
-        return Prefetcher(lambda: train_batches(self.samples, self.layout, self.state.position,
-                                                self.model_config.nsp, pin), depth=depth)
+        return Prefetcher(
+            lambda: train_batches(self.samples, self.layout, self.state.position, self.model_config.nsp, pin),
+            depth=depth,
+        )
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -331,8 +396,9 @@ class Trainer:
         totals = torch.zeros(4, dtype=torch.float64, device=engine.device)  # loss sum, correct, targets, samples
         engine.train(False)
         try:
-            batches = validation_batches(self.samples, layout, v.validation_samples, self.model_config.nsp,
-                                         pin=engine.device.type == "cuda")
+            batches = validation_batches(
+                self.samples, layout, v.validation_samples, self.model_config.nsp, pin=engine.device.type == "cuda"
+            )
             with Prefetcher(lambda: batches, depth=4, name="sharebert-validation") as prefetched:
                 for inputs in prefetched:
                     inputs = engine.to_device(inputs)
@@ -340,24 +406,41 @@ class Trainer:
                         logits = engine.module(**inputs).logits.float()
                     labels = inputs["labels"]
                     used = labels != IGNORE_INDEX
-                    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                           ignore_index=IGNORE_INDEX, reduction="sum")
+                    loss = F.cross_entropy(
+                        logits.reshape(-1, logits.shape[-1]),
+                        labels.reshape(-1),
+                        ignore_index=IGNORE_INDEX,
+                        reduction="sum",
+                    )
                     correct = ((logits.argmax(-1) == labels) & used).sum()
-                    totals += torch.stack([loss.double(), correct.double(), used.sum().double(),
-                                           torch.tensor(float(len(labels)), dtype=torch.float64, device=engine.device)])
+                    totals += torch.stack(
+                        [
+                            loss.double(),
+                            correct.double(),
+                            used.sum().double(),
+                            torch.tensor(float(len(labels)), dtype=torch.float64, device=engine.device),
+                        ]
+                    )
         finally:
             engine.train(True)
         loss_sum, correct, targets, n = engine.all_reduce_sum(totals)
-        record = {"step": self.state.step, "val_loss": loss_sum / max(targets, 1),
-                  "val_mlm_acc": correct / max(targets, 1),
-                  "val_samples": int(n), "elapsed_s": round(self.agreed_elapsed, 3)}
+        record = {
+            "step": self.state.step,
+            "val_loss": loss_sum / max(targets, 1),
+            "val_mlm_acc": correct / max(targets, 1),
+            "val_samples": int(n),
+            "elapsed_s": round(self.agreed_elapsed, 3),
+        }
         self.metrics.log_validation(record)
         self.validated_step, self.last_val_loss = self.state.step, record["val_loss"]
         stop = self.config.stop
-        if stop.use_early_stopping and (not math.isfinite(record["val_loss"]) or (
-                self.agreed_elapsed / 60 > stop.early_stop_time and record["val_loss"] > stop.early_stop_eval_loss)):
-            log.warning("early stopping: validation loss %.4f after %.0f minutes", record["val_loss"],
-                        self.agreed_elapsed / 60)
+        if stop.use_early_stopping and (
+            not math.isfinite(record["val_loss"])
+            or (self.agreed_elapsed / 60 > stop.early_stop_time and record["val_loss"] > stop.early_stop_eval_loss)
+        ):
+            log.warning(
+                "early stopping: validation loss %.4f after %.0f minutes", record["val_loss"], self.agreed_elapsed / 60
+            )
             self.early_stop = True
         return record
 
@@ -368,8 +451,12 @@ class Trainer:
             return target
         self.state.elapsed_s = self.agreed_elapsed
         client = {"sharebert": self.state.to_dict(self.layout), "model_config": self.model_config.to_dict()}
-        rank_state = {"rng": capture_rng(), "rank": self.env.rank, "position": self.state.position.to_dict(),
-                      "micro_batches_this_session": self.micro_batches_done}
+        rank_state = {
+            "rng": capture_rng(),
+            "rank": self.env.rank,
+            "position": self.state.position.to_dict(),
+            "micro_batches_this_session": self.micro_batches_done,
+        }
         self.checkpoints.save(self.state.step, client, rank_state)
         self.saved_step = self.state.step
         return target
@@ -380,32 +467,53 @@ class Trainer:
             raise file_error(folder / tag, "not a sharebert pretraining checkpoint")
         check_same_model(client.get("model_config", {}), self.model_config.to_dict(), folder / tag)
         saved = client["sharebert"]
-        self.state = TrainState(step=saved["step"], samples=saved["samples"], elapsed_s=saved["elapsed_s"],
-                                wandb_run_id=saved.get("wandb_run_id"),
-                                exported_markers=list(saved.get("exported_markers", [])),
-                                position=self.resumed_position(saved["data"]))
+        self.state = TrainState(
+            step=saved["step"],
+            samples=saved["samples"],
+            elapsed_s=saved["elapsed_s"],
+            wandb_run_id=saved.get("wandb_run_id"),
+            exported_markers=list(saved.get("exported_markers", [])),
+            position=self.resumed_position(saved["data"]),
+        )
         self.saved_step = self.state.step if folder == self.checkpoints.folder else -1
         if rank_state is not None:
             restore_rng(rank_state["rng"])
         else:
-            log.warning("%s: no RNG state for rank %d (the run had fewer ranks); dropout draws anew",
-                        folder / tag, self.env.rank)
+            log.warning(
+                "%s: no RNG state for rank %d (the run had fewer ranks); dropout draws anew",
+                folder / tag,
+                self.env.rank,
+            )
             seed_everything(self.config.seed + self.state.step, self.env.rank)
         if self.env.rank == 0:
             keep_records_up_to(self.out / METRICS_FILE, self.state.step)
-        log.info("resumed from %s at step %d (data epoch %d, micro-batch %d)", folder / tag, self.state.step,
-                 self.state.position.epoch, self.state.position.micro_batch)
+        log.info(
+            "resumed from %s at step %d (data epoch %d, micro-batch %d)",
+            folder / tag,
+            self.state.step,
+            self.state.position.epoch,
+            self.state.position.micro_batch,
+        )
 
     def resumed_position(self, saved: dict) -> DataPosition:
         """The saved data position; with another world size or micro-batch, the same share of the epoch."""
         position = DataPosition.from_dict(saved)
         if (saved["world_size"], saved["micro_batch_size"]) == (self.layout.world_size, self.layout.micro_batch_size):
             return position
-        log.warning("resuming with %d rank(s) x micro-batch %d a run saved with %d x %d: epoch %d's order changes; "
-                    "continuing after the same number of its samples", self.layout.world_size,
-                    self.layout.micro_batch_size, saved["world_size"], saved["micro_batch_size"], position.epoch)
-        return rescale_position(position, saved["world_size"] * saved["micro_batch_size"],
-                                self.layout.world_size * self.layout.micro_batch_size)
+        log.warning(
+            "resuming with %d rank(s) x micro-batch %d a run saved with %d x %d: epoch %d's order changes; "
+            "continuing after the same number of its samples",
+            self.layout.world_size,
+            self.layout.micro_batch_size,
+            saved["world_size"],
+            saved["micro_batch_size"],
+            position.epoch,
+        )
+        return rescale_position(
+            position,
+            saved["world_size"] * saved["micro_batch_size"],
+            self.layout.world_size * self.layout.micro_batch_size,
+        )
 
     def export_model(self, folder: Path) -> Path:
         """Write a model folder (config, fp32 weights, vocab) that `sharebert finetune` loads; rank 0 writes."""
@@ -417,8 +525,11 @@ class Trainer:
 
     def export_at_time_markers(self) -> None:
         ck, total = self.config.checkpoint, self.config.stop.total_training_time
-        due = [m for m in ck.finetune_time_markers
-               if m not in self.state.exported_markers and self.agreed_elapsed >= m * total * 3600]
+        due = [
+            m
+            for m in ck.finetune_time_markers
+            if m not in self.state.exported_markers and self.agreed_elapsed >= m * total * 3600
+        ]
         if due:
             self.state.exported_markers.extend(due)
             self.export_model(self.out / EXPORTS_DIR / tag_for(self.state.step))
@@ -435,5 +546,13 @@ class Trainer:
         return None
 
     def result(self, reason: str, checkpoint: Path | None, model_dir: Path | None) -> PretrainResult:
-        return PretrainResult(self.out, self.state.step, self.state.samples, reason, checkpoint, model_dir,
-                              self.last_loss, self.last_val_loss)
+        return PretrainResult(
+            self.out,
+            self.state.step,
+            self.state.samples,
+            reason,
+            checkpoint,
+            model_dir,
+            self.last_loss,
+            self.last_val_loss,
+        )

@@ -46,31 +46,52 @@ def _switch(group, name: str, help: str, default: bool = False) -> None:
 
 def add_pretrain_parser(sub, common) -> None:
     p = sub.add_parser(
-        "pretrain", parents=[common], help="pretrain a ShareBERT model (masked LM) with DeepSpeed",
+        "pretrain",
+        parents=[common],
+        help="pretrain a ShareBERT model (masked LM) with DeepSpeed",
         description="Pretrain a ShareBERT encoder on the samples of `sharebert mask`. Accepts the flags of the "
-                    "published ShareBERT/academic-budget-bert command. Run it directly, or under torchrun / "
-                    "deepspeed for several GPUs or nodes. See docs/pretrain.md.")
+        "published ShareBERT/academic-budget-bert command. Run it directly, or under torchrun / "
+        "deepspeed for several GPUs or nodes. See docs/pretrain.md.",
+    )
     _add(p, "dataset_path", required=True, metavar="SAMPLES_DIR", help="output folder of `sharebert mask`")
     _add(p, "output_dir", required=True, metavar="RUN_DIR", help="where checkpoints, metrics and the model go")
     _add(p, "seed", type=int, default=42, help="seed of the model init, data order and dropout (default 42)")
 
     g = p.add_argument_group("model (a preset, then any field of the model config)")
     _add(g, "preset", default="base", choices=("tiny", "small", "base", "large"), help="default: base")
-    _add(g, "model_type", default="bert-mlm", choices=("bert-mlm", "bert-mlm-nsp"),
-         help="bert-mlm (default; the published setting) or bert-mlm-nsp (samples made with --nsp)")
-    _add(g, "tokenizer_name", metavar="NAME|PATH",
-         help="checked only: bert-base-uncased / bert-large-uncased or a vocab.txt path must match the samples' vocab")
+    _add(
+        g,
+        "model_type",
+        default="bert-mlm",
+        choices=("bert-mlm", "bert-mlm-nsp"),
+        help="bert-mlm (default; the published setting) or bert-mlm-nsp (samples made with --nsp)",
+    )
+    _add(
+        g,
+        "tokenizer_name",
+        metavar="NAME|PATH",
+        help="checked only: bert-base-uncased / bert-large-uncased or a vocab.txt path must match the samples' vocab",
+    )
     from .config import ShareBertConfig  # torch-free
 
     for f in dataclasses.fields(ShareBertConfig):
-        _add(g, f.name, dest=MODEL_FLAG_PREFIX + f.name, metavar=str(f.type).upper(),
-             help=f"model {f.name} (default: the preset's)")
+        _add(
+            g,
+            f.name,
+            dest=MODEL_FLAG_PREFIX + f.name,
+            metavar=str(f.type).upper(),
+            help=f"model {f.name} (default: the preset's)",
+        )
 
     g = p.add_argument_group("batch, optimizer, precision")
     _add(g, "train_batch_size", type=int, default=4000, help="samples per optimizer step, all GPUs (default 4000)")
     _add(g, "train_micro_batch_size_per_gpu", type=int, default=250, help="samples per GPU per pass (default 250)")
-    _add(g, "gradient_accumulation_steps", type=int,
-         help="default: train_batch_size / (micro-batch x world size); if given, it must agree")
+    _add(
+        g,
+        "gradient_accumulation_steps",
+        type=int,
+        help="default: train_batch_size / (micro-batch x world size); if given, it must agree",
+    )
     _add(g, "lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
     _add(g, "optimizer_type", default="adamw", help="adamw (the only one; no DeepSpeed op is compiled)")
     _add(g, "weight_decay", type=float, default=0.01, help="AdamW weight decay, not on 1-D parameters (default 0.01)")
@@ -79,10 +100,20 @@ def add_pretrain_parser(sub, common) -> None:
     _add(g, "adam_eps", type=float, default=1e-6)
     _add(g, "gradient_clipping", type=float, default=0.5, help="max gradient norm; 0 = off (default 0.5)")
     precision = g.add_mutually_exclusive_group()
-    precision.add_argument("--fp16", dest="precision", action="store_const", const="fp16",
-                           help="fp16 with DeepSpeed's dynamic loss scaling (GPU)")
-    precision.add_argument("--bf16", dest="precision", action="store_const", const="bf16",
-                           help="bf16 autocast (default on GPUs that support it)")
+    precision.add_argument(
+        "--fp16",
+        dest="precision",
+        action="store_const",
+        const="fp16",
+        help="fp16 with DeepSpeed's dynamic loss scaling (GPU)",
+    )
+    precision.add_argument(
+        "--bf16",
+        dest="precision",
+        action="store_const",
+        const="bf16",
+        help="bf16 autocast (default on GPUs that support it)",
+    )
     precision.add_argument("--fp32", dest="precision", action="store_const", const="fp32", help="full precision")
     precision.add_argument("--precision", dest="precision", choices=("auto", "fp32", "bf16", "fp16"))
     p.set_defaults(precision="auto")
@@ -91,13 +122,23 @@ def add_pretrain_parser(sub, common) -> None:
     _add(g, "deepspeed_config", metavar="FILE", help="JSON whose keys override the generated DeepSpeed config")
     _switch(g, "compile", "torch.compile the model (faster steps after a compile of a minute or two)")
     _switch(g, "deepspeed", "accepted for the reference's command; DeepSpeed is always used")
-    _add(g, "data_loader_type", default="dist", choices=("dist", "per_device"),
-         help="accepted for the reference's command; each rank always reads its own slice")
+    _add(
+        g,
+        "data_loader_type",
+        default="dist",
+        choices=("dist", "per_device"),
+        help="accepted for the reference's command; each rank always reads its own slice",
+    )
     _add(g, "local_rank", type=int, help="set by the deepspeed launcher (LOCAL_RANK wins)")
 
     g = p.add_argument_group("learning-rate schedule")
-    _add(g, "lr_schedule", default="step", choices=("step", "constant_step", "time"),
-         help="step: over max_steps; constant_step: fixed warm-up steps; time: over total_training_time (default step)")
+    _add(
+        g,
+        "lr_schedule",
+        default="step",
+        choices=("step", "constant_step", "time"),
+        help="step: over max_steps; constant_step: fixed warm-up steps; time: over total_training_time (default step)",
+    )
     _add(g, "curve", default="linear", choices=("linear", "exp"), help="default linear")
     _add(g, "warmup_proportion", type=float, default=0.06, help="warm-up share of the schedule (default 0.06)")
     _add(g, "num_warmup_steps", type=int, default=1000, help="warm-up steps of constant_step (default 1000)")
@@ -110,8 +151,11 @@ def add_pretrain_parser(sub, common) -> None:
     _add(g, "early_exit_time_marker", type=float, metavar="HOURS", help="stop here with a checkpoint")
     _add(g, "num_epochs", type=int, help="reference epochs (one train file per GPU each)")
     _add(g, "exit_at_step", type=int, help="pause at this step with a checkpoint (resume later), schedule unchanged")
-    _switch(g, "use_early_stopping", "stop when the validation loss is still above early_stop_eval_loss "
-                                     "after early_stop_time minutes")
+    _switch(
+        g,
+        "use_early_stopping",
+        "stop when the validation loss is still above early_stop_eval_loss after early_stop_time minutes",
+    )
     _add(g, "early_stop_time", type=float, default=720.0, metavar="MINUTES")
     _add(g, "early_stop_eval_loss", type=float, default=2.1)
 
@@ -133,8 +177,14 @@ def add_pretrain_parser(sub, common) -> None:
     _switch(g, "resume", "continue RUN_DIR's run from its latest checkpoint (or start one)")
     _add(g, "load_training_checkpoint", metavar="DIR", help="continue from this run or checkpoint folder")
     _add(g, "load_checkpoint_id", metavar="TAG", help="checkpoint tag to load, e.g. step00023000 (default: latest)")
-    _add(g, "finetune_time_markers", type=_markers, default=(), metavar="F1,F2,...",
-         help="export a model folder at these fractions of total_training_time (RUN_DIR/exports/)")
+    _add(
+        g,
+        "finetune_time_markers",
+        type=_markers,
+        default=(),
+        metavar="F1,F2,...",
+        help="export a model folder at these fractions of total_training_time (RUN_DIR/exports/)",
+    )
     _switch(g, "finetune_checkpoint_at_end", "export RUN_DIR/model at the end (default true)", default=True)
     _switch(g, "export_only", "only export RUN_DIR/model from the latest checkpoint")
 
@@ -160,8 +210,11 @@ def build_config(args):
         raise ConfigError(f"--optimizer_type {args.optimizer_type}: only adamw is supported (the published setting)")
     if args.fp16_backend != "ds":
         raise ConfigError(f"--fp16_backend {args.fp16_backend}: only ds (DeepSpeed's loss scaler) is supported")
-    model_flags = {k[len(MODEL_FLAG_PREFIX):]: v for k, v in vars(args).items()
-                   if k.startswith(MODEL_FLAG_PREFIX) and v is not None}
+    model_flags = {
+        k[len(MODEL_FLAG_PREFIX) :]: v
+        for k, v in vars(args).items()
+        if k.startswith(MODEL_FLAG_PREFIX) and v is not None
+    }
     overrides = parse_overrides([f"{k}={v}" for k, v in model_flags.items()])
 
     def pick(cls, **renamed):
@@ -169,12 +222,21 @@ def build_config(args):
         return cls(**{name: getattr(args, name) for name in names if hasattr(args, name)}, **renamed)
 
     return PretrainConfig(
-        dataset_path=args.dataset_path, output_dir=args.output_dir, seed=args.seed, model_preset=args.preset,
-        model_overrides=overrides, model_type=args.model_type, tokenizer_name=args.tokenizer_name,
+        dataset_path=args.dataset_path,
+        output_dir=args.output_dir,
+        seed=args.seed,
+        model_preset=args.preset,
+        model_overrides=overrides,
+        model_type=args.model_type,
+        tokenizer_name=args.tokenizer_name,
         local_rank=args.local_rank,
         engine=pick(EngineConfig, micro_batch_size=args.train_micro_batch_size_per_gpu),
-        schedule=pick(PretrainSchedule), stop=pick(StopConfig), validation=pick(ValidationConfig),
-        checkpoint=pick(CheckpointConfig), log=pick(LogConfig))
+        schedule=pick(PretrainSchedule),
+        stop=pick(StopConfig),
+        validation=pick(ValidationConfig),
+        checkpoint=pick(CheckpointConfig),
+        log=pick(LogConfig),
+    )
 
 
 def run_pretrain(args) -> int:

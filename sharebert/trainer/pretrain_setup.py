@@ -32,8 +32,13 @@ def load_model_config_and_samples(config: PretrainConfig):
     if overrides.setdefault("nsp", nsp) != nsp:
         raise ConfigError(f"--nsp {overrides['nsp']} disagrees with --model_type {config.model_type}")
     model_config = ShareBertConfig.from_preset(config.model_preset, **overrides)
-    samples = open_training_samples(config.dataset_path, model_config.vocab_size, model_config.max_position_embeddings,
-                                    nsp=model_config.nsp, need_test=config.validation.do_validation)
+    samples = open_training_samples(
+        config.dataset_path,
+        model_config.vocab_size,
+        model_config.max_position_embeddings,
+        nsp=model_config.nsp,
+        need_test=config.validation.do_validation,
+    )
     check_tokenizer_name(config.tokenizer_name, samples)
     samples.vocab_file()  # the model export needs it: check now, not after training
     return model_config, samples
@@ -52,12 +57,16 @@ def check_tokenizer_name(name: str | None, samples: TrainingSamples) -> None:
     elif name in KNOWN_TOKENIZERS:
         expected, what = KNOWN_TOKENIZERS[name], f"the {name} vocab"
     else:
-        raise ConfigError(f"--tokenizer_name {name!r}: sharebert takes the vocab from {manifest_path}; give one of "
-                          f"{', '.join(KNOWN_TOKENIZERS)} or the path of a vocab.txt to check it against, "
-                          "or leave it out")
+        raise ConfigError(
+            f"--tokenizer_name {name!r}: sharebert takes the vocab from {manifest_path}; give one of "
+            f"{', '.join(KNOWN_TOKENIZERS)} or the path of a vocab.txt to check it against, "
+            "or leave it out"
+        )
     if samples.manifest.vocab.get("sha256") != expected:
-        raise DataError(f"{manifest_path}: the samples were made with another vocab than {what} "
-                        f"(--tokenizer_name {name}); leave --tokenizer_name out to use the samples' vocab")
+        raise DataError(
+            f"{manifest_path}: the samples were made with another vocab than {what} "
+            f"(--tokenizer_name {name}); leave --tokenizer_name out to use the samples' vocab"
+        )
 
 
 def find_resume_point(config: PretrainConfig) -> tuple[Path, str] | None:
@@ -75,8 +84,10 @@ def find_resume_point(config: PretrainConfig) -> tuple[Path, str] | None:
             return None
         return locate_checkpoint(own, tag)
     if tag is not None:
-        raise ConfigError(f"{config.output_dir} already holds a run (checkpoint {tag}): pass --resume to continue it "
-                          "or choose another --output_dir")
+        raise ConfigError(
+            f"{config.output_dir} already holds a run (checkpoint {tag}): pass --resume to continue it "
+            "or choose another --output_dir"
+        )
     return None
 
 

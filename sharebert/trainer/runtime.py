@@ -66,7 +66,7 @@ class StopSignals:
         elif signum == signal.SIGINT and time.monotonic() - self._first_at > self.force_after_s:
             raise KeyboardInterrupt
 
-    def __enter__(self) -> "StopSignals":
+    def __enter__(self) -> StopSignals:
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from ..errors import ConfigError
 
 
-def polynomial_decay(step: int, total_steps: int, warmup_steps: int, power: float = 1.0, end_factor: float = 0.0) -> float:
+def polynomial_decay(
+    step: int, total_steps: int, warmup_steps: int, power: float = 1.0, end_factor: float = 0.0
+) -> float:
     """Linear warm-up over `warmup_steps`, then polynomial decay to `end_factor` at `total_steps`.
 
     The shape of Hugging Face's polynomial schedule, which the published fine-tuning uses.
@@ -25,8 +27,14 @@ LR_SCHEDULES = ("step", "constant_step", "time")
 CURVES = ("linear", "exp")
 
 
-def warmup_decay(position: float, total: float, warmup: float, curve: str = "linear", decay_rate: float = 0.99,
-                 decay_step: float = 1000.0) -> float:
+def warmup_decay(
+    position: float,
+    total: float,
+    warmup: float,
+    curve: str = "linear",
+    decay_rate: float = 0.99,
+    decay_step: float = 1000.0,
+) -> float:
     """LR factor at `position` of a run of length `total` with `warmup` units of warm-up (any unit).
 
     linear: linear warm-up from 0, then linear decay to 0 at `total`.
@@ -81,8 +89,9 @@ class PretrainSchedule:
         return warmup_decay(position, total, warmup, self.curve, self.decay_rate, self.decay_step)
 
 
-def validation_interval(progress: float, every: int, every_begin: int, every_end: int,
-                        begin_proportion: float, end_proportion: float) -> int:
+def validation_interval(
+    progress: float, every: int, every_begin: int, every_end: int, begin_proportion: float, end_proportion: float
+) -> int:
     """The reference's three-stage validation schedule: the interval (in shard-epochs) at `progress` in [0, 1]."""
     if progress < begin_proportion:
         return every_begin

@@ -20,8 +20,8 @@ import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ..records import PLAIN, RawDocument, ReadStats
 from .common import Source
@@ -143,7 +143,7 @@ def _import(name: str):
 
     try:
         return importlib.import_module(name)
-    except BaseException:  # noqa: BLE001 - any failure (ImportError, SystemExit, OSError...) means skip it
+    except BaseException:
         return None
 
 
@@ -157,7 +157,9 @@ def _module_documents(name: str, module, seen: set[str]) -> list[tuple[str, str]
         documents.append((f"module:{name}", "\n\n".join(texts)))
     for attr, cls in members:
         if inspect.isclass(cls) and _defined_in(cls, name) and not attr.startswith("_"):
-            methods = [m for key, m in sorted(vars(cls).items()) if not key.startswith("_") and _is_documented_member(m)]
+            methods = [
+                m for key, m in sorted(vars(cls).items()) if not key.startswith("_") and _is_documented_member(m)
+            ]
             class_texts = _new_docs([cls, *methods], seen)
             if class_texts:
                 documents.append((f"class:{name}.{attr}", "\n\n".join(class_texts)))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ...errors import file_error
 from ..records import DocumentPart, RawDocument, ReadStats

@@ -8,13 +8,12 @@ memory-mapped by `datasets` itself. `datasets` is imported only here, when such 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ...errors import DataError, file_error
 from ..records import PLAIN, RawDocument, ReadStats
 from .common import Source
-
 
 DATA_FILE_SUFFIXES = (".parquet", ".json", ".jsonl", ".arrow", ".csv", ".txt", ".json.gz", ".jsonl.gz")
 _BATCH_ROWS = 1000

@@ -7,7 +7,7 @@ split, so either layout works. Read as a stream: memory holds one document at a 
 from __future__ import annotations
 
 import codecs
-from typing import Iterator
+from collections.abc import Iterator
 
 from ...errors import file_error
 from ..records import LINES, RawDocument, ReadStats

@@ -18,9 +18,10 @@ import contextlib
 import gzip
 import io
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, ClassVar
 from xml.parsers import expat
 
 from ...errors import file_error
@@ -59,14 +60,14 @@ class WikiDumpSource(FileSource):
         yield from _articles(self.pages(), self.source_name, stats)
         stats.files_read += 1
 
-    def parts(self) -> Iterator["DumpPart"] | None:
+    def parts(self) -> Iterator[DumpPart] | None:
         """A multistream bz2 dump as parts that workers read themselves, in order; None for other dumps."""
         with open(self._file, "rb") as raw:
             if raw.read(3) != b"BZh" or next(stream_starts(raw, limit=MULTISTREAM_PROBE), None) is None:
                 return None
         return self._parts(self._header_namespaces())
 
-    def _parts(self, namespaces: dict[str, str]) -> Iterator["DumpPart"]:
+    def _parts(self, namespaces: dict[str, str]) -> Iterator[DumpPart]:
         size, start = self.size(), 0
         with open(self._file, "rb") as raw:
             for offset in stream_starts(raw):
@@ -98,7 +99,7 @@ class WikiDumpSource(FileSource):
                 head, step = head + chunk, min(2 * step, PROBE_BYTES)
         return head
 
-    def pages(self) -> Iterator["Page"]:
+    def pages(self) -> Iterator[Page]:
         """Every page of the dump, in file order."""
         parser, handler = _make_parser()
         with _open_dump(self._file) as (stream, raw):
@@ -226,7 +227,7 @@ def _ends_a_stream(before: bytes) -> bool:
 
 
 class Page:
-    __slots__ = ("title", "namespace", "id", "text", "redirect")
+    __slots__ = ("id", "namespace", "redirect", "text", "title")
 
     def __init__(self):
         self.title = ""
@@ -239,7 +240,7 @@ class Page:
 class _DumpHandler:
     """expat callbacks collecting <page> elements; only the few fields we need are buffered."""
 
-    _FIELDS = {"title": "title", "ns": "namespace", "id": "id", "text": "text"}
+    _FIELDS: ClassVar[dict[str, str]] = {"title": "title", "ns": "namespace", "id": "id", "text": "text"}
 
     def __init__(self):
         self.root: str | None = None
@@ -373,4 +374,4 @@ class _StopProbe(Exception):
     pass
 
 
-__all__ = ["WikiDumpSource", "DumpPart", "Page", "stream_starts"]
+__all__ = ["DumpPart", "Page", "WikiDumpSource", "stream_starts"]
