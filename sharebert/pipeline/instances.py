@@ -5,7 +5,7 @@ offset where each sentence starts, and the sentence offset where each document s
 is then just one or two token spans (`InstanceSpans`); building instances never copies tokens, and
 `assemble_tokens` turns a block of spans into the padded [CLS] a [SEP] (b [SEP]) rows.
 
-The rules follow BERT's create_pretraining_data.py (SHAREBERT.md section 9), vectorized:
+The rules follow BERT's create_pretraining_data.py (docs/specification.md section 9), vectorized:
 - per document a target length is drawn once: max_tokens, or with probability short_seq_prob a
   uniform integer in [2, max_tokens];
 - consecutive sentences are accumulated until the chunk reaches the target or the document ends;

@@ -1,6 +1,6 @@
 """Masked-LM predictions for a block of assembled samples (pure numpy, one call per block of rows).
 
-Per row, as BERT's create_masked_lm_predictions (SHAREBERT.md section 9):
+Per row, as BERT's create_masked_lm_predictions (docs/specification.md section 9):
 - candidates are the real tokens except [CLS]/[SEP];
 - n = min(M, max(1, round(length * masked_lm_prob))) positions are chosen uniformly at random, where
   length counts every real token *including* [CLS] and [SEP] (as the reference does; round is

@@ -94,7 +94,7 @@ class CarvedBlock:
 
 @dataclass(frozen=True)
 class CarveLayout:
-    """Which columns of E (V x H) hold which shared matrix (SHAREBERT.md section 4)."""
+    """Which columns of E (V x H) hold which shared matrix (docs/specification.md section 4)."""
 
     g: int  # columns per H x H matrix
     gf: int  # columns per H x I matrix

@@ -1,7 +1,7 @@
 """The ShareBERT encoder and its heads (masked LM with optional NSP, sequence classification).
 
 The hidden-layer weights are not parameters: they are carved out of a virtual matrix
-E = factor_linear_all(word_embeddings.weight) (V x H) and shared by every layer (SHAREBERT.md 3-5).
+E = factor_linear_all(word_embeddings.weight) (V x H) and shared by every layer (docs/specification.md sections 3-5).
 Written for speed on a GPU:
   * E is computed once per forward pass, and only for the 5g + 2gf columns the carving uses; the seven
     matrices are formed once (q, k and v concatenated into one H x 3H matrix) and every layer reuses them.
@@ -120,7 +120,7 @@ def _norm(config: ShareBertConfig, dim: int) -> nn.Module:
 
 
 class _StandaloneBiases(nn.Module):
-    """Holds biases of carved matrices; the reference draws them from N(0, 1) (SHAREBERT.md 7)."""
+    """Holds biases of carved matrices; the reference draws them from N(0, 1) (docs/specification.md section 7)."""
 
     def __init__(self, **sizes: int):
         super().__init__()
@@ -183,7 +183,7 @@ class ShareBertEmbeddings(nn.Module):
         lin = self.factor_linear_all
         used = F.linear(self.word_embeddings.weight, lin.weight[lo:], lin.bias[lo:])  # V x (5g + 2gf)
         blocks = used.split([b.stop - b.start for b in layout.blocks], dim=1)
-        # Each V x c slice is flattened row-major, its tail dropped, and reshaped (SHAREBERT.md 4).
+        # Each V x c slice is flattened row-major, its tail dropped, and reshaped (docs/specification.md section 4).
         m = {
             b.name: block.reshape(-1)[: b.shape[0] * b.shape[1]].view(b.shape)
             for b, block in zip(layout.blocks, blocks)
@@ -269,7 +269,7 @@ class ShareBertPooler(nn.Module):
         self.bias = nn.Parameter(torch.empty(config.hidden_size))
 
     def forward(self, first_token: Tensor, w: CarvedWeights) -> Tensor:
-        return _addmm(self.bias, first_token, w.pool)  # no tanh (SHAREBERT.md 6)
+        return _addmm(self.bias, first_token, w.pool)  # no tanh (docs/specification.md section 6)
 
 
 # ---------------------------------------------------------------------------------------- initialization
@@ -303,7 +303,7 @@ class _ShareBertBase(nn.Module):
 
     @torch.no_grad()
     def init_weights(self, seed: int = 0) -> None:
-        """SHAREBERT.md section 7, drawn from a torch.Generator seeded with `seed` (same values on any device)."""
+        """docs/specification.md section 7, drawn from a torch.Generator seeded with `seed` (same values on any device)."""
         gen = torch.Generator().manual_seed(int(seed))
         std = self.config.initializer_range
         done = 0
