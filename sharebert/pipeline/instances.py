@@ -41,10 +41,6 @@ class ShardTokens:
     def n_documents(self) -> int:
         return len(self.document_starts) - 1
 
-    @property
-    def n_sentences(self) -> int:
-        return len(self.sentence_starts) - 1
-
     @classmethod
     def from_documents(cls, documents: list[list[list[int]]]) -> ShardTokens:
         """Build from nested Python lists (tests and small tools; shards come from Parquet)."""

@@ -254,10 +254,6 @@ def resolve_task_names(names: list[str] | tuple[str, ...] | str) -> list[str]:
     return resolved
 
 
-def get_task(name: str) -> GlueTask:
-    return GLUE_TASKS[resolve_task_names(name)[0]]
-
-
 # ---------------------------------------------------------------- records
 @dataclass
 class GlueSplit:
@@ -282,10 +278,6 @@ class GlueSplit:
 
     def __len__(self) -> int:
         return len(self.text_a)
-
-    @property
-    def is_labelled(self) -> bool:
-        return self.labels is not None
 
     def head(self, n: int | None) -> GlueSplit:
         """The first n examples (HF's --max_*_samples), or all when n is None."""
