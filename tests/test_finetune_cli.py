@@ -1,11 +1,10 @@
 """`sharebert finetune` from the command line: the published flags, the whole suite, errors, wandb."""
 
 import json
-import sys
-import types
 
 import numpy as np
 import pytest
+from fake_wandb import install_fake_wandb, set_wandb_credentials
 from finetune_fixtures import GOOD, NEUTRAL, VOCAB_SIZE, sentiment_examples, write_ax, write_task, write_vocab
 
 from sharebert.cli import main
@@ -280,23 +279,9 @@ def test_non_empty_output_dir_needs_overwrite(suite, tmp_path, capsys):
 
 
 def test_wandb_logging_is_offline_by_default(suite, tmp_path, monkeypatch):
-    calls = []
-
-    class FakeRun:
-        summary = {}
-
-        def log(self, values, step):
-            calls.append(("log", step, values))
-
-        def finish(self):
-            calls.append(("finish",))
-
-    def init(**kwargs):
-        calls.append(("init", kwargs["name"], kwargs["config"]["seed"], kwargs["mode"]))
-        return FakeRun()
-
-    monkeypatch.setitem(sys.modules, "wandb", types.SimpleNamespace(init=init))
+    fake = install_fake_wandb(monkeypatch)
     monkeypatch.delenv("WANDB_MODE", raising=False)
+    set_wandb_credentials(monkeypatch, tmp_path)  # credentials alone do not make it go online
     argv = [
         "finetune",
         "--model_name_or_path",
@@ -321,6 +306,36 @@ def test_wandb_logging_is_offline_by_default(suite, tmp_path, monkeypatch):
         "--quiet",
     ]
     assert main(argv) == 0
-    assert calls[0] == ("init", "demo-rte-seed3", 3, "offline") and calls[-1] == ("finish",)
-    logged = [c for c in calls if c[0] == "log"]
-    assert any("train/loss" in c[2] for c in logged) and any("eval/accuracy" in c[2] for c in logged)
+    assert fake.modes == ["offline"]
+    (run,) = fake.runs
+    assert (run.init_kwargs["name"], run.init_kwargs["config"]["seed"], run.finished) == ("demo-rte-seed3", 3, True)
+    logged = [values for _, values in run.logged]
+    assert any("train/loss" in v for v in logged) and any("eval/accuracy" in v for v in logged)
+
+
+def test_a_failed_online_wandb_start_falls_back_to_offline(suite, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "online")
+    fake = install_fake_wandb(monkeypatch, fail_online=True)
+    argv = [
+        "finetune",
+        "--model_name_or_path",
+        str(suite / "model"),
+        "--data_dir",
+        str(suite / "glue"),
+        "--task_name",
+        "rte",
+        "--output_dir",
+        str(tmp_path / "o"),
+        "--max_steps",
+        "1",
+        "--seeds",
+        "3",
+        "4",
+        "--report_to",
+        "wandb",
+        "--quiet",
+    ]
+    assert main(argv) == 0
+    assert fake.modes == ["online", "offline", "online", "offline"]
+    assert [run.init_kwargs["name"] for run in fake.runs] == ["o-rte-seed3", "o-rte-seed4"]
+    assert all(run.finished and run.logged for run in fake.runs)

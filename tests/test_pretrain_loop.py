@@ -12,6 +12,7 @@ import time
 
 import pytest
 import torch
+from fake_wandb import install_fake_wandb, set_wandb_credentials
 from samples_fixture import write_samples
 
 from sharebert.cli import build_parser, main
@@ -97,6 +98,28 @@ def test_metrics_checkpoints_and_the_exported_model(samples, tmp_path):
     exported = run(samples, tmp_path / "r", "--max_steps 6 --export_only")
     assert exported.stop_reason == "export_only" and exported.step == 6
     assert (result.model_dir / "model.safetensors").read_bytes() == weights
+
+
+def test_wandb_mirrors_the_metrics_offline_despite_credentials(samples, tmp_path, monkeypatch):
+    set_wandb_credentials(monkeypatch, tmp_path)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    fake = install_fake_wandb(monkeypatch)
+    run(samples, tmp_path / "r", "--max_steps 2 --log_steps 1 --validation_steps 2 --wandb")
+    lines = [json.loads(x) for x in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert fake.modes == ["offline"] and fake.runs[0].finished
+    assert fake.runs[0].logged == [
+        (r["step"], {k: v for k, v in r.items() if k != "step" and v is not None}) for r in lines
+    ]
+
+
+def test_a_failed_online_wandb_start_falls_back_to_offline_and_resumes_the_run(samples, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "online")
+    fake = install_fake_wandb(monkeypatch, fail_online=True)
+    assert run(samples, tmp_path / "r", "--max_steps 2 --wandb").step == 2
+    assert fake.modes == ["online", "offline"] and fake.runs[0].logged
+    assert run(samples, tmp_path / "r", "--max_steps 3 --wandb --resume").step == 3
+    assert fake.modes[2:] == ["online", "offline"]
+    assert (fake.inits[-1]["id"], fake.inits[-1]["resume"]) == (fake.runs[0].id, "allow")
 
 
 def test_the_time_budget_stops_with_a_checkpoint_that_resumes(samples, tmp_path):

@@ -101,7 +101,7 @@ class Checkpoints:
         rank_state = None
         if path.exists():
             try:
-                rank_state = torch.load(path, map_location="cpu", weights_only=False)
+                rank_state = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as e:
                 raise file_error(path, f"unreadable ({e})") from None
         return client_state, rank_state

@@ -32,12 +32,14 @@ from ..errors import ConfigError, DataError, ShareBertError, file_error
 from ..fileio import atomic_path, write_json_atomic
 from ..pipeline import formats
 from ..tokenization import read_vocab
+from .glue import GLUE_TASKS, TSV_FILE_OF_SPLIT
 
 log = logging.getLogger(__name__)
 
-TASK_FOLDER = "CoLA"
+TASK_FOLDER = GLUE_TASKS["cola"].folder
 INFO_FILE = "demo_task.json"
 PARTS = ("train", "dev", "test")
+SPLIT_OF_PART = {"train": "train", "dev": "validation", "test": "test"}  # the GLUE split each part is
 SOURCE_CODE = "demo"  # CoLA's first column names the source publication; ours is the demo corpus
 MAX_TRIES = 10  # draws for a shuffle that changes the order / a replacement that changes the word
 CORRUPTIONS = ("replace", "shuffle")
@@ -192,10 +194,11 @@ def build_demo_task(config: DemoTaskConfig) -> dict:
 
     folder = config.output_dir / TASK_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
-    _write_lines(folder / "train.tsv", [_cola_row(w, y) for w, y in examples["train"]])
-    _write_lines(folder / "dev.tsv", [_cola_row(w, y) for w, y in examples["dev"]])
+    tsv = {part: folder / TSV_FILE_OF_SPLIT[split] for part, split in SPLIT_OF_PART.items()}
+    _write_lines(tsv["train"], [_cola_row(w, y) for w, y in examples["train"]])
+    _write_lines(tsv["dev"], [_cola_row(w, y) for w, y in examples["dev"]])
     _write_lines(
-        folder / "test.tsv", ["index\tsentence"] + [f"{i}\t{' '.join(w)}" for i, (w, _) in enumerate(examples["test"])]
+        tsv["test"], ["index\tsentence"] + [f"{i}\t{' '.join(w)}" for i, (w, _) in enumerate(examples["test"])]
     )
     summary = {
         "task": DESCRIPTIONS[config.corruption],

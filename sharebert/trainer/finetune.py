@@ -7,7 +7,8 @@ them as a model folder and predict the test split in GLUE's submission format.
 
 OUTPUT_DIR/
   finetune_config.json          the settings of the call
-  metrics.jsonl                 one line per log / evaluation event
+  metrics.jsonl                 one line per event: "train" (loss, lr, epoch), "eval" (selection split
+                                metrics, score, best) and "final" (dev metrics, score, train_seconds)
   eval_results.json, summary.md every metric per task and seed, medians and spreads, the GLUE average
   submission/CoLA.tsv ...       per task, the test predictions of its best-on-dev seed (AX.tsv with MNLI)
   <task>/seed-<n>/              model/ (best checkpoint), predictions/, result.json (written last),
@@ -17,9 +18,7 @@ A rerun into the same folder skips finished (task, seed) runs and resumes interr
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 from pathlib import Path
 
 import torch
@@ -41,12 +40,14 @@ from .finetune_loop import (
     predict_logits,
 )
 from .finetune_report import build_report, write_report
+from .metrics import METRICS_FILE, MetricsFile, start_wandb
 from .metrics_glue import predictions_from_logits, task_score
+from .model_io import CONFIG_FILE as MODEL_CONFIG_FILE
+from .model_io import MODEL_DIR, TOKENIZER_CONFIG_FILE, VOCAB_FILE
 
 __all__ = [
     "FineTuner",
     "FinetuneConfig",
-    "MetricsLog",
     "choose_numerics",
     "cpu_threads",
     "finetune",
@@ -59,19 +60,16 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "finetune_config.json"
-METRICS_FILE = "metrics.jsonl"
 SUBMISSION_DIR = "submission"
 RUN_RESULT_FILE = "result.json"
-MODEL_DIR = "model"
 PREDICTIONS_DIR = "predictions"
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 SMALL_MODEL_HIDDEN = 512  # narrower models train on one CPU thread unless --cpu_threads says otherwise
 
 
 # ---------------------------------------------------------------- model folder and tokenizer
 def folder_lowercase(folder: Path) -> bool | None:
     """do_lower_case from the folder's tokenizer_config.json or config.json (Hugging Face's key), if set."""
-    for name in (TOKENIZER_CONFIG_FILE, "config.json"):
+    for name in (TOKENIZER_CONFIG_FILE, MODEL_CONFIG_FILE):
         path = folder / name
         if path.exists():
             settings = read_json(path)
@@ -91,7 +89,7 @@ def resolve_lowercase(config: FinetuneConfig) -> bool:
 
 def load_tokenizer(config: FinetuneConfig):
     """The fast WordPiece tokenizer of the model folder's vocab.txt, and the [PAD] id."""
-    vocab_path = config.model_name_or_path / "vocab.txt"
+    vocab_path = config.model_name_or_path / VOCAB_FILE
     if not vocab_path.exists():
         raise file_error(vocab_path, "missing: the model folder must carry the vocab it was trained with")
     lowercase = resolve_lowercase(config)
@@ -104,7 +102,7 @@ def model_shape(config: FinetuneConfig) -> dict:
     """hidden_size and max_position_embeddings of the model folder, checked against the settings."""
     from .config import ShareBertConfig
 
-    path = config.model_name_or_path / "config.json"
+    path = config.model_name_or_path / MODEL_CONFIG_FILE
     model = ShareBertConfig.from_json_file(path)
     if config.max_seq_length > model.max_position_embeddings:
         raise file_error(
@@ -151,46 +149,17 @@ def load_task_data(config: FinetuneConfig, task: glue.GlueTask, source, tokenize
     return TaskData(task, train, dev, test)
 
 
-# ---------------------------------------------------------------- metrics log (file + optional wandb)
-class MetricsLog:
-    """Appends one JSON object per line to metrics.jsonl; mirrors to wandb when asked (offline by default)."""
+# ---------------------------------------------------------------- wandb: one run per (task, seed)
+def start_run_wandb(config: FinetuneConfig, task: str, seed: int):
+    name = f"{config.run_name or config.output_dir.name}-{task}-seed{seed}"
+    run_config = {**config.to_dict(), "task": task, "seed": seed}
+    return start_wandb(config.wandb_project, name, config.output_dir, run_config, group=config.run_name)
 
-    def __init__(self, path: Path, config: FinetuneConfig):
-        self.path = path
-        self.config = config
-        self.wandb = None
-        self._file = open(path, "a", encoding="utf-8")
 
-    def start_run(self, task: str, seed: int) -> None:
-        if not self.config.wandb:
-            return
-        import wandb
-
-        name = f"{self.config.run_name or self.config.output_dir.name}-{task}-seed{seed}"
-        self.wandb = wandb.init(
-            project=self.config.wandb_project,
-            name=name,
-            group=self.config.run_name,
-            dir=str(self.config.output_dir),
-            config={**self.config.to_dict(), "task": task, "seed": seed},
-            mode=os.environ.get("WANDB_MODE", "offline"),  # online only when the user set WANDB_MODE=online
-        )
-
-    def end_run(self) -> None:
-        if self.wandb is not None:
-            self.wandb.finish()
-            self.wandb = None
-
-    def write(self, record: dict) -> None:
-        self._file.write(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
-        self._file.flush()
-        if self.wandb is not None:
-            numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("step", "seed")}
-            self.wandb.log({f"{record['event']}/{k}": v for k, v in numbers.items()}, step=record["step"])
-
-    def close(self) -> None:
-        self.end_run()
-        self._file.close()
+def wandb_values(record: dict) -> dict:
+    """What wandb logs of a metrics.jsonl record: its numbers but step and seed, named "<event>/<key>"."""
+    numbers = {k: v for k, v in record.items() if isinstance(v, (int, float)) and k not in ("step", "seed")}
+    return {f"{record['event']}/{k}": v for k, v in numbers.items()}
 
 
 # ---------------------------------------------------------------- one run
@@ -209,7 +178,9 @@ def finished_run(config: FinetuneConfig, run_dir: Path) -> dict | None:
     return result
 
 
-def run_one(config: FinetuneConfig, data: TaskData, seed: int, numerics: Numerics, pad_id: int, metrics_log) -> dict:
+def run_one(
+    config: FinetuneConfig, data: TaskData, seed: int, numerics: Numerics, pad_id: int, metrics_log: MetricsFile
+) -> dict:
     """Train (maybe), evaluate (maybe) and predict (maybe) one seed of one task; result.json comes last."""
     from .model import load_model_folder
 
@@ -220,7 +191,8 @@ def run_one(config: FinetuneConfig, data: TaskData, seed: int, numerics: Numeric
         log.info("%s seed %d: already finished in %s", task.folder, seed, run_dir)
         return done
     run_dir.mkdir(parents=True, exist_ok=True)
-    metrics_log.start_run(task.name, seed)
+    if config.wandb:
+        metrics_log.mirror_to(start_run_wandb(config, task.name, seed))
     result = {
         "task": task.name,
         "seed": seed,
@@ -272,14 +244,14 @@ def run_one(config: FinetuneConfig, data: TaskData, seed: int, numerics: Numeric
             **{f"{s}/{m}": v for s, ms in result.get("metrics", {}).items() for m, v in ms.items()},
         }
     )
-    metrics_log.end_run()
+    metrics_log.finish_wandb()
     return result
 
 
 def save_best_model(model, config: FinetuneConfig, run_dir: Path) -> None:
     from .model import save_model_folder
 
-    vocab = config.model_name_or_path / "vocab.txt"
+    vocab = config.model_name_or_path / VOCAB_FILE
     save_model_folder(model, run_dir / MODEL_DIR, vocab)
     lowercase = resolve_lowercase(config)
     # Keep the casing with the weights, so that evaluating the folder later tokenizes as training did.
@@ -335,7 +307,7 @@ def finetune(config: FinetuneConfig) -> dict:
         ", ".join(config.task_names),
         ", ".join(map(str, config.seeds)),
     )
-    metrics_log = MetricsLog(config.output_dir / METRICS_FILE, config)
+    metrics_log = MetricsFile(config.output_dir / METRICS_FILE, wandb_values=wandb_values)
     runs: dict[str, list[dict]] = {}
     threads_before = torch.get_num_threads()
     try:

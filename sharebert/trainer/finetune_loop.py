@@ -25,6 +25,7 @@ from ..progress import progress_bar
 from . import glue
 from .finetune_config import FinetuneConfig
 from .metrics_glue import compute_metrics, predictions_from_logits, selection_score
+from .runtime import capture_rng, restore_rng
 from .schedule import polynomial_decay
 
 log = logging.getLogger(__name__)
@@ -366,7 +367,7 @@ class FineTuner:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
             "best_weights": self.best_weights,
-            "rng": _rng_state(self.numerics.device),
+            "rng": capture_rng(),
         }
         self.run_dir.mkdir(parents=True, exist_ok=True)
         with atomic_path(self._checkpoint_path()) as tmp:
@@ -392,21 +393,8 @@ class FineTuner:
             self.scaler.load_state_dict(payload["scaler"])
         self.best_weights = payload["best_weights"]
         self.state = TrainState(**payload["state"])
-        _set_rng_state(payload["rng"], self.numerics.device)
+        restore_rng(payload["rng"])
         log.info("%s: resuming at step %d", path, self.state.step)
 
     def remove_checkpoint(self) -> None:
         self._checkpoint_path().unlink(missing_ok=True)
-
-
-def _rng_state(device: torch.device) -> dict:
-    state = {"cpu": torch.get_rng_state()}
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict, device: torch.device) -> None:
-    torch.set_rng_state(state["cpu"])
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)

@@ -1,8 +1,10 @@
 """Model folders on disk: config.json + weights + vocab.txt, with the reference's state-dict key names.
 
 A folder holds `config.json` (Hugging-Face-style, see `ShareBertConfig.to_dict`), `model.safetensors`
-and/or `pytorch_model.bin` (the reference's format) and `vocab.txt`. This module works on state dicts and
-key names only; `sharebert.trainer.model` builds the models.
+and/or `pytorch_model.bin` (the reference's format) and `vocab.txt`; a fine-tuned folder also holds
+`tokenizer_config.json`. This module works on state dicts and key names only; `sharebert.trainer.model`
+builds the models. It owns the names of a model folder's files and of the folder in run folders (MODEL_DIR);
+vocab.txt's name is pipeline.formats.VOCAB_FILE, re-exported here.
 """
 
 from __future__ import annotations
@@ -18,15 +20,17 @@ import torch
 
 from ..errors import ConfigError, file_error
 from ..fileio import atomic_path, write_json_atomic
+from ..pipeline.formats import VOCAB_FILE
 from ..tokenization import read_vocab
 from .config import ShareBertConfig
 
 log = logging.getLogger(__name__)
 
+MODEL_DIR = "model"  # the model folder inside a pretraining run folder and a fine-tuning run's folder
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
 PYTORCH_FILE = "pytorch_model.bin"  # what the reference writes and reads
-VOCAB_FILE = "vocab.txt"
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # do_lower_case, written by fine-tuning (Hugging Face's name)
 
 TASKS = ("base", "masked-lm", "sequence-classification")
 HEAD_PREFIXES = ("cls.predictions.", "cls.seq_relationship.", "classifier.")

@@ -38,7 +38,8 @@ from .data import (
     validation_batches,
 )
 from .engine import LaunchEnvironment, TrainingEngine, deepspeed_config, resolve_precision
-from .metrics import METRICS_FILE, MetricsLog, keep_records_up_to, start_wandb
+from .metrics import METRICS_FILE, PretrainMetricsLog, keep_records_up_to, start_wandb
+from .model_io import MODEL_DIR
 from .pretrain_config import PretrainConfig, shard_epoch_steps
 from .pretrain_setup import (
     check_same_model,
@@ -53,7 +54,6 @@ from .schedule import validation_interval
 log = logging.getLogger(__name__)
 
 RUN_CONFIG_FILE = "run_config.json"
-MODEL_DIR = "model"
 EXPORTS_DIR = "exports"
 PAUSES = ("SIGTERM", "SIGINT", "exit_at_step")  # stop reasons after which the run is meant to be resumed
 FP16_SKIP_LIMIT = 100  # consecutive overflowing fp16 steps that mean the run has diverged
@@ -320,7 +320,7 @@ class Trainer:
         return every is not None and self.state.step % every == 0
 
     # ---------------------------------------------------------------- reporting
-    def open_metrics(self) -> MetricsLog:
+    def open_metrics(self) -> PretrainMetricsLog:
         wandb_run = None
         if self.config.log.wandb and self.env.rank == 0:
             log_cfg = self.config.log
@@ -328,7 +328,7 @@ class Trainer:
                 log_cfg.project_name, log_cfg.run_name, self.out, self.run_config(), self.state.wandb_run_id
             )
             self.state.wandb_run_id = wandb_run.id
-        return MetricsLog(
+        return PretrainMetricsLog(
             self.out, self.env.rank == 0, self.state.step, self.max_steps, self.config.log.print_steps, wandb_run
         )
 
