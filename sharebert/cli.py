@@ -1,27 +1,23 @@
-"""The `sharebert` command: one subcommand per stage.
+"""The `sharebert` command (also `python -m sharebert`): one subcommand per stage.
 
 Each subcommand only declares its flags, builds the stage's typed config from them and calls the
-stage's one public function. Heavy libraries are imported inside those functions, so
-`sharebert --help` is fast and works where torch, deepspeed, datasets or wandb are missing.
+stage's one public function; the configs own the defaults and resolve the flags. Heavy libraries are
+imported inside those functions, so `sharebert --help` is fast and works where torch, deepspeed,
+datasets or wandb are missing.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
+from functools import partial
 
 from . import __version__
-from .errors import ShareBertError
+from .command import run
+from .flags import add_flag, command_flags, common_options, switch
 
-log = logging.getLogger("sharebert")
-
-
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-q", "--quiet", action="store_true", help="no progress bars, warnings and errors only")
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    return common
+# The deepspeed launcher passes --local_rank=N before the script's arguments, so before the subcommand.
+LOCAL_RANK_FLAGS = ("--local_rank", "--local-rank")
 
 
 # ---------------------------------------------------------------- sharebert prepare
@@ -147,15 +143,13 @@ _SHARED_MASK_OPTIONS = ("max_seq_length", "max_predictions_per_seq", "masked_lm_
 
 
 def _run_mask(args) -> int:
-    import os
-
     from .errors import ConfigError
+    from .pipeline.prepare import default_workers
 
     def given(names):
         return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    workers = args.workers if args.workers is not None else cores
+    workers = args.workers if args.workers is not None else default_workers()
     if args.validate_only:
         misplaced = given(_MASK_ONLY_OPTIONS)
         if misplaced:
@@ -231,176 +225,105 @@ def _add_pretrain(sub, common) -> None:
 # ---------------------------------------------------------------- sharebert finetune
 def _add_finetune(sub, common) -> None:
     """Flags of Hugging Face's run_glue (the reference's fine-tuning script), spelled the same way."""
+    from .trainer.finetune_config import EVALUATION_STRATEGIES, PRECISIONS, SCHEDULES, FinetuneConfig
+
     p = sub.add_parser(
         "finetune",
         parents=[common],
         help="fine-tune and evaluate on GLUE, write submission files",
-        description="Fine-tune a ShareBERT model folder on GLUE tasks (defaults: the published settings), "
-        "report GLUE's metrics per task and seed, save the best checkpoint and GLUE submission files.",
+        description="Fine-tune a ShareBERT model folder on GLUE tasks (defaults: the published settings, see "
+        "docs/finetune.md), report GLUE's metrics per task and seed, save the best checkpoint and GLUE "
+        "submission files.",
     )
-
-    def flag(text):  # HF style: a bare --fp16, or --fp16 true/false
-        value = text.strip().lower()
-        if value in ("1", "true", "yes", "on"):
-            return True
-        if value in ("0", "false", "no", "off"):
-            return False
-        raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
-
-    def switch(group, name, help):
-        group.add_argument(name, type=flag, nargs="?", const=True, default=None, help=help)
-
     g = p.add_argument_group("model and data")
-    g.add_argument("--model_name_or_path", required=True, help="model folder (sharebert pretrain output or reference)")
-    g.add_argument(
-        "--task_name",
+    add = partial(add_flag, g, config=FinetuneConfig)
+    add(
+        "model_name_or_path", required=True, metavar="DIR", help="model folder (sharebert pretrain output or reference)"
+    )
+    add(
+        "task_name",
+        dest="task_names",
+        metavar="TASK_NAME",
         required=True,
         nargs="+",
         help="cola sst2 mrpc qqp stsb mnli qnli rte wnli, GLUE spellings (SST-2, STS-B, CoLA), or all",
     )
-    g.add_argument("--data_dir", help="GLUE folder in the original TSV layout (CoLA/, SST-2/, ..., MNLI/)")
-    g.add_argument(
-        "--dataset_name",
+    add("data_dir", metavar="DIR", help="GLUE folder in the original TSV layout (CoLA/, SST-2/, ..., MNLI/)")
+    add(
+        "dataset_name",
+        metavar="NAME_OR_DIR",
         help="Hugging Face dataset: a hub name (e.g. nyu-mll/glue, downloads) or a "
         "local folder of Parquet/Arrow files or save_to_disk output",
     )
-    g.add_argument("--output_dir", required=True)
-    switch(g, "--overwrite_output_dir", "rerun everything instead of reusing finished runs in output_dir")
+    add("output_dir", required=True, metavar="DIR")
+    add("overwrite_output_dir", **switch("rerun everything instead of reusing finished runs in output_dir"))
     case = g.add_mutually_exclusive_group()
-    case.add_argument(
-        "--do_lower_case",
+    add_flag(
+        case,
+        "do_lower_case",
         dest="lowercase",
         action="store_const",
         const=True,
-        default=None,
         help="lowercase the input (default: the model folder's setting, else uncased)",
     )
-    case.add_argument("--cased", dest="lowercase", action="store_const", const=False, help="keep the case")
-    g.add_argument("--max_seq_length", type=int, default=128)
+    add_flag(case, "cased", dest="lowercase", action="store_const", const=False, help="keep the case")
+    add("max_seq_length", type=int)
     for split in ("train", "eval", "predict"):
-        g.add_argument(f"--max_{split}_samples", type=int, help=f"use only the first N {split} examples")
+        add(f"max_{split}_samples", type=int, help=f"use only the first N {split} examples")
 
-    t = p.add_argument_group("training (defaults: SHAREBERT.md section 10)")
-    for name in ("--do_train", "--do_eval", "--do_predict"):
-        switch(t, name, "when none of the three is given, all three run")
-    t.add_argument("--per_device_train_batch_size", type=int, default=64)
-    t.add_argument("--per_device_eval_batch_size", type=int, default=64)
-    t.add_argument("--gradient_accumulation_steps", type=int, default=1)
-    t.add_argument("--learning_rate", type=float, default=5e-5)
-    t.add_argument("--weight_decay", type=float, default=0.01)
-    t.add_argument("--adam_beta1", type=float, default=0.9)
-    t.add_argument("--adam_beta2", type=float, default=0.999)
-    t.add_argument("--adam_epsilon", type=float, default=1e-8)
-    t.add_argument("--num_train_epochs", type=float, default=5.0)
-    t.add_argument("--max_steps", type=int, default=-1, help="> 0: train this many steps, overriding epochs")
-    t.add_argument(
-        "--lr_scheduler_type", default="polynomial", help="polynomial, linear, constant, constant_with_warmup"
-    )
-    t.add_argument("--warmup_steps", type=int, default=50)
-    t.add_argument("--warmup_ratio", type=float, default=0.0, help="used when --warmup_steps is 0")
-    t.add_argument("--lr_end", type=float, default=1e-7, help="final LR of the polynomial schedule")
-    t.add_argument("--max_grad_norm", type=float, default=1.0)
-    t.add_argument("--early_stopping_patience", type=int, default=-1)
-    t.add_argument("--seed", type=int, help="one seed (default 42)")
-    t.add_argument("--seeds", type=int, nargs="+", help="several seeds: median and spread are reported")
+    t = p.add_argument_group("training (defaults: the published settings, docs/finetune.md)")
+    add = partial(add_flag, t, config=FinetuneConfig)
+    for name in ("do_train", "do_eval", "do_predict"):
+        add_flag(t, name, **switch("when none of the three is given, all three run"))
+    add("per_device_train_batch_size", type=int)
+    add("per_device_eval_batch_size", type=int)
+    add("gradient_accumulation_steps", type=int)
+    add("learning_rate", type=float)
+    add("weight_decay", type=float)
+    add("adam_beta1", type=float)
+    add("adam_beta2", type=float)
+    add("adam_epsilon", type=float)
+    add("num_train_epochs", type=float)
+    add("max_steps", type=int, help="> 0: train this many steps, overriding epochs")
+    add("lr_scheduler_type", metavar="NAME", help=", ".join(SCHEDULES))
+    add("warmup_steps", type=int)
+    add("warmup_ratio", type=float, help="used when --warmup_steps is 0")
+    add("lr_end", type=float, help="final LR of the polynomial schedule")
+    add("max_grad_norm", type=float)
+    add("early_stopping_patience", type=int)
+    add_flag(t, "seed", type=int, help="one seed")
+    add("seeds", type=int, nargs="+", help="several seeds: median and spread are reported")
 
     n = p.add_argument_group("precision and device")
-    switch(n, "--fp16", "fp16 mixed precision (GPU; the CPU always trains in fp32)")
-    switch(n, "--bf16", "bf16 mixed precision (GPU)")
-    n.add_argument(
-        "--precision",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        help="default auto: bf16 (fp16 where unsupported) on a GPU, fp32 on the CPU",
-    )
-    n.add_argument("--fp16_backend", default="auto", help="accepted for compatibility; torch.amp is always used")
-    n.add_argument("--local_rank", type=int, default=-1, help="accepted for compatibility (one process)")
-    n.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    n.add_argument(
-        "--cpu_threads",
-        type=int,
-        default=0,
-        help="CPU threads (default 0: one for narrow models such as the tiny preset, else all)",
-    )
+    add = partial(add_flag, n, config=FinetuneConfig)
+    add_flag(n, "fp16", **switch("fp16 mixed precision (GPU; the CPU always trains in fp32)"))
+    add_flag(n, "bf16", **switch("bf16 mixed precision (GPU)"))
+    add("precision", choices=PRECISIONS, help="auto: bf16 (fp16 where unsupported) on a GPU, fp32 on the CPU")
+    add_flag(n, "fp16_backend", metavar="NAME", help="accepted for compatibility; torch.amp is always used")
+    add_flag(n, "local_rank", type=int, help="accepted for compatibility (one process: -1 or 0)")
+    add("device", help="auto, cpu, cuda or cuda:N")
+    add("cpu_threads", type=int, help="CPU threads; 0: one for narrow models such as the tiny preset, else all")
 
     e = p.add_argument_group("evaluation, checkpoints, logging")
-    e.add_argument(
-        "--evaluation_strategy",
-        "--eval_strategy",
-        dest="evaluation_strategy",
-        default="steps",
-        help="steps, epoch or no",
-    )
-    e.add_argument("--eval_steps", type=int, default=50)
-    e.add_argument("--save_steps", type=int, default=500, help="resume checkpoint every N steps (0: none)")
-    e.add_argument("--logging_steps", type=int, default=50)
-    switch(e, "--wandb", "also log to Weights & Biases (offline unless WANDB_MODE=online)")
-    e.add_argument("--report_to", nargs="+", default=[], help="HF style: 'wandb' is the same as --wandb")
-    e.add_argument("--wandb_project", "--project_name", dest="wandb_project", default="sharebert-finetune")
-    e.add_argument("--run_name", "--group_name", dest="run_name")
+    add = partial(add_flag, e, config=FinetuneConfig)
+    add("evaluation_strategy", "eval_strategy", metavar="WHEN", help=", ".join(EVALUATION_STRATEGIES))
+    add("eval_steps", type=int)
+    add("save_steps", type=int, help="resume checkpoint every N steps (0: none)")
+    add("logging_steps", type=int)
+    add("wandb", **switch("also log to Weights & Biases (offline unless WANDB_MODE=online)"))
+    add_flag(e, "report_to", nargs="+", metavar="NAME", help="HF style: 'wandb' is the same as --wandb")
+    add("wandb_project", "project_name", metavar="NAME")
+    add("run_name", "group_name", metavar="NAME")
 
-    def run(args) -> int:
-        from .errors import ConfigError
-        from .trainer.finetune import FinetuneConfig, finetune
+    def run_finetune(args) -> int:
+        from .trainer.finetune import finetune
         from .trainer.finetune_report import render_summary
 
-        if args.local_rank > 0:
-            raise ConfigError("--local_rank: fine-tuning runs in one process (local_rank -1 or 0)")
-        if args.seed is not None and args.seeds:
-            raise ConfigError("give --seed or --seeds, not both")
-        chosen = [name for name in ("fp16", "bf16") if getattr(args, name)]
-        if len(chosen) > 1 or (chosen and args.precision not in (None, chosen[0])):
-            raise ConfigError("choose one precision: --fp16, --bf16 or --precision")
-        stages = {name: getattr(args, name) for name in ("do_train", "do_eval", "do_predict")}
-        implicit = all(v is None for v in stages.values())
-        config = FinetuneConfig(
-            model_name_or_path=args.model_name_or_path,
-            output_dir=args.output_dir,
-            task_names=args.task_name,
-            data_dir=args.data_dir,
-            dataset_name=args.dataset_name,
-            max_seq_length=args.max_seq_length,
-            per_device_train_batch_size=args.per_device_train_batch_size,
-            per_device_eval_batch_size=args.per_device_eval_batch_size,
-            gradient_accumulation_steps=args.gradient_accumulation_steps,
-            learning_rate=args.learning_rate,
-            weight_decay=args.weight_decay,
-            adam_beta1=args.adam_beta1,
-            adam_beta2=args.adam_beta2,
-            adam_epsilon=args.adam_epsilon,
-            num_train_epochs=args.num_train_epochs,
-            max_steps=args.max_steps,
-            lr_scheduler_type=args.lr_scheduler_type,
-            warmup_steps=args.warmup_steps,
-            warmup_ratio=args.warmup_ratio,
-            lr_end=args.lr_end,
-            max_grad_norm=args.max_grad_norm,
-            precision=chosen[0] if chosen else (args.precision or "auto"),
-            evaluation_strategy=args.evaluation_strategy,
-            eval_steps=args.eval_steps,
-            save_steps=args.save_steps,
-            logging_steps=args.logging_steps,
-            early_stopping_patience=args.early_stopping_patience,
-            do_train=implicit or bool(stages["do_train"]),
-            do_eval=implicit or bool(stages["do_eval"]),
-            do_predict=implicit or bool(stages["do_predict"]),
-            predict_optional=implicit,
-            seeds=args.seeds or [42 if args.seed is None else args.seed],
-            overwrite_output_dir=bool(args.overwrite_output_dir),
-            lowercase=args.lowercase,
-            max_train_samples=args.max_train_samples,
-            max_eval_samples=args.max_eval_samples,
-            max_predict_samples=args.max_predict_samples,
-            device=args.device,
-            cpu_threads=args.cpu_threads,
-            wandb=bool(args.wandb) or "wandb" in args.report_to or "all" in args.report_to,
-            wandb_project=args.wandb_project,
-            run_name=args.run_name,
-        )
-        report = finetune(config)
+        report = finetune(FinetuneConfig.from_flags(**command_flags(args)))
         print(render_summary(report), end="")
         return 0
 
-    p.set_defaults(func=run)
+    p.set_defaults(func=run_finetune)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -410,38 +333,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sharebert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    common = _common_options()
+    common = common_options()
     for register in (_add_prepare, _add_mask, _add_model, _add_pretrain, _add_finetune):
         register(sub, common)
     return parser
 
 
-def _configure_logging(args) -> None:
-    from .progress import set_quiet
-
-    level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
-    if getattr(args, "quiet", False):
-        level = logging.WARNING
-    set_quiet(getattr(args, "quiet", False))
-    logging.basicConfig(level=level, format="%(message)s", stream=sys.stderr)
+def subcommand_first(argv: list[str]) -> list[str]:
+    """`argv` with a leading --local_rank=N / --local_rank N moved after the subcommand, which takes it:
+    `deepspeed --module sharebert pretrain ...` runs `python -m sharebert --local_rank=N pretrain ...`."""
+    if not argv or argv[0].split("=")[0] not in LOCAL_RANK_FLAGS:
+        return list(argv)
+    width = 1 if "=" in argv[0] else 2
+    return [*argv[width : width + 1], *argv[:width], *argv[width + 1 :]]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(subcommand_first(sys.argv[1:] if argv is None else argv))
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    _configure_logging(args)
-    try:
-        status = args.func(args)
-    except ShareBertError as e:
-        print(f"sharebert {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"sharebert {args.command}: interrupted", file=sys.stderr)
-        return 130
-    return int(status or 0)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ import pytest
 from fake_wandb import install_fake_wandb, set_wandb_credentials
 from finetune_fixtures import GOOD, NEUTRAL, VOCAB_SIZE, sentiment_examples, write_ax, write_task, write_vocab
 
-from sharebert.cli import main
+from sharebert.cli import build_parser, main
+from sharebert.flags import command_flags
+from sharebert.trainer.finetune_config import FinetuneConfig
 from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM, save_model_folder
 
 LABELS = {
@@ -151,6 +153,39 @@ def test_the_published_command_is_accepted(suite, capsys):
     assert (out / "submission" / "RTE.tsv").exists()
 
 
+def settings(flags: str) -> FinetuneConfig:
+    args = build_parser().parse_args(["finetune", "--model_name_or_path", "M", "--output_dir", "O", *flags.split()])
+    return FinetuneConfig.from_flags(**command_flags(args))
+
+
+def test_the_defaults_are_the_configs():
+    assert settings("--task_name rte --data_dir D") == FinetuneConfig(
+        "M", "O", ["rte"], data_dir="D", predict_optional=True
+    )
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ("", dict(do_train=True, do_eval=True, do_predict=True, predict_optional=True)),
+        ("--do_train", dict(do_train=True, do_eval=False, do_predict=False, predict_optional=False)),
+        ("--do_eval --do_predict true", dict(do_train=False, do_eval=True, do_predict=True, predict_optional=False)),
+        ("--seed 7", dict(seeds=[7])),
+        ("--seeds 3 1", dict(seeds=[3, 1])),
+        ("--bf16", dict(precision="bf16")),
+        ("--fp16 --precision fp16", dict(precision="fp16")),
+        ("--fp16 false --precision fp32", dict(precision="fp32")),
+        ("--report_to wandb", dict(wandb=True)),
+        ("--report_to all", dict(wandb=True)),
+        ("--report_to none --wandb false", dict(wandb=False)),
+        ("--local_rank 0 --fp16_backend apex", dict(precision="auto")),
+    ],
+)
+def test_flags_that_are_not_settings_are_resolved(flags, expected):
+    config = settings("--task_name rte --data_dir D " + flags)
+    assert {name: getattr(config, name) for name in expected} == expected
+
+
 def test_hugging_face_parquet_source(suite, tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -192,6 +227,9 @@ def test_hugging_face_parquet_source(suite, tmp_path):
         (["--task_name", "rte", "--learning_rate", "-1"], "learning_rate=-1.0 must be > 0"),
         (["--task_name", "rte", "--seed", "1", "--seeds", "2", "3"], "give --seed or --seeds"),
         (["--task_name", "rte", "--fp16", "--bf16"], "choose one precision"),
+        (["--task_name", "rte", "--fp16", "--precision", "auto"], "choose one precision"),
+        (["--task_name", "rte", "--local_rank", "1"], "--local_rank: fine-tuning runs in one process"),
+        (["--task_name", "rte", "--do_train", "false"], "nothing to do"),
         (
             ["--task_name", "rte", "--max_seq_length", "512"],
             "max_position_embeddings=128 is below --max_seq_length 512",

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
+import subprocess
+import sys
 
 import pytest
 from samples_fixture import write_samples
 
-from sharebert.cli import build_parser, main
+from sharebert.cli import build_parser, main, subcommand_first
 from sharebert.trainer.config import ShareBertConfig
 from sharebert.trainer.pretrain_cli import MODEL_FLAG_PREFIX, build_config
+from sharebert.trainer.pretrain_config import PretrainConfig
 
-# SHAREBERT.md section 10 / the ShareBERT README's command, paths aside.
+# The published command (docs/pretrain.md, the ShareBERT README's), paths aside.
 PUBLISHED = """--local_rank=0 --model_type bert-mlm --tokenizer_name bert-base-uncased --hidden_act gelu
  --hidden_size 2048 --factor_size 384 --num_hidden_layers 12 --num_attention_heads 16 --intermediate_size 4096
  --hidden_dropout_prob 0.1 --attention_probs_dropout_prob 0.1 --encoder_ln_mode pre-ln --lr 1e-3
@@ -68,6 +72,62 @@ def test_kebab_case_aliases_and_every_model_field_have_flags():
     assert {MODEL_FLAG_PREFIX + f.name for f in dataclasses.fields(ShareBertConfig)} <= dests
 
 
+def pretrain_parser():
+    return build_parser()._subparsers._group_actions[0].choices["pretrain"]
+
+
+def test_the_defaults_are_the_configs():
+    assert parse("--dataset_path S --output_dir R") == PretrainConfig("S", "R")
+    own = {"help", "quiet", "verbose"}
+    assert all(a.default is None for a in pretrain_parser()._actions if a.dest not in own)
+
+
+@pytest.mark.parametrize(
+    "flag, shown",
+    [("--train_batch_size", "4000"), ("--adam_eps", "1e-6"), ("--lr_schedule", "step"), ("--preset", "base")],
+)
+def test_the_help_shows_the_configs_defaults(flag, shown):
+    action = next(a for a in pretrain_parser()._actions if flag in a.option_strings)
+    assert action.help.endswith(f"(default {shown})") or action.help == f"default {shown}"
+
+
+@pytest.mark.parametrize("launcher", [["--local_rank=1"], ["--local_rank", "1"], ["--local-rank=1"]])
+def test_a_leading_local_rank_is_moved_after_the_subcommand(launcher):
+    argv = subcommand_first([*launcher, "pretrain", "--dataset_path", "S", "--output_dir", "R"])
+    assert argv[0] == "pretrain"
+    assert build_config(build_parser().parse_args(argv)).local_rank == 1
+
+
+def run_entry_point(args: list[str]):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_python_m_sharebert_takes_the_deepspeed_launchers_leading_local_rank(tmp_path):
+    """`deepspeed --module sharebert pretrain ...` runs `python -m sharebert --local_rank=N pretrain ...`."""
+    (tmp_path / "empty").mkdir()
+    argv = ["--local_rank=0", "pretrain", "--dataset_path", str(tmp_path / "empty"), "--output_dir", str(tmp_path)]
+    proc = run_entry_point(["-m", "sharebert", *argv])
+    assert proc.returncode == 2 and "sharebert pretrain: error: " in proc.stderr
+    assert "empty/manifest.json: missing" in proc.stderr
+
+
+def test_the_pretrain_cli_entry_point_runs_without_the_sharebert_command(tmp_path):
+    """`deepspeed --module sharebert.trainer.pretrain_cli FLAGS` (docs/pretrain.md), without importing cli.py."""
+    (tmp_path / "empty").mkdir()
+    run_as_main = (
+        "import runpy, sys\n"
+        "try:\n"
+        "    runpy.run_module('sharebert.trainer.pretrain_cli', run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    print(e.code, 'sharebert.cli' in sys.modules)\n"
+    )
+    flags = ["--local_rank=0", "--dataset_path", str(tmp_path / "empty"), "--output_dir", str(tmp_path)]
+    proc = run_entry_point(["-c", run_as_main, *flags])
+    assert proc.stdout.split() == ["2", "False"], proc.stderr[-2000:]
+    assert "sharebert pretrain: error: " in proc.stderr and "empty/manifest.json: missing" in proc.stderr
+
+
 @pytest.fixture()
 def samples(tmp_path):
     return write_samples(tmp_path / "samples", [64, 40], [32])
@@ -117,6 +177,7 @@ def run_cli(samples, out, extra: str):
         ),
         ("--tokenizer_name roberta-base", "--tokenizer_name 'roberta-base': sharebert takes the vocab from"),
         ("--optimizer_type lamb", "only adamw is supported"),
+        ("--fp16_backend apex", "only ds (DeepSpeed's loss scaler) is supported"),
         ("--lr_schedule time", "--lr_schedule time needs --total_training_time"),
         ("--model_type bert-mlm-nsp", "the samples have no next-sentence labels"),
         ("--do_validation --seed -1", "seed=-1 must be an integer >= 0"),

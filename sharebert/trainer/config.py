@@ -14,6 +14,7 @@ from pathlib import Path
 
 from ..errors import ConfigError, file_error
 from ..fileio import read_json, write_json_atomic
+from ..flags import parse_bool
 
 log = logging.getLogger(__name__)
 
@@ -306,12 +307,10 @@ def _parse_value(key: str, type_name: str, text: str):
     except ValueError:
         raise ConfigError(f"{key}={text!r} is not a {type_name}") from None
     if type_name == "bool":
-        lowered = text.lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise ConfigError(f"{key}={text!r} must be true or false")
+        try:
+            return parse_bool(text)
+        except ValueError:
+            raise ConfigError(f"{key}={text!r} must be true or false") from None
     return text
 
 

@@ -28,56 +28,12 @@ import torch
 
 from ..errors import ConfigError, DataError, file_error
 from ..fileio import read_json
+from .pretrain_config import ZERO_STAGES, EngineConfig
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-ZERO_STAGES = (0, 1, 2)
 # Keys of a --deepspeed_config file that would fight sharebert's own optimizer and LR schedule.
 _FORBIDDEN_OVERRIDES = ("optimizer", "scheduler")
-
-
-@dataclass
-class EngineConfig:
-    """Batch sizes, optimizer, precision and parallelism of a training engine."""
-
-    train_batch_size: int = 4000
-    micro_batch_size: int = 250  # per GPU (the reference's train_micro_batch_size_per_gpu)
-    gradient_accumulation_steps: int | None = None  # derived from the two above and the world size if None
-    lr: float = 1e-3  # peak learning rate; the schedule scales it
-    weight_decay: float = 0.01
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.98
-    adam_eps: float = 1e-6
-    gradient_clipping: float = 0.5  # max global gradient norm; 0 = no clipping
-    precision: str = "auto"  # auto = bf16 on GPUs that support it, fp32 otherwise
-    zero_stage: int = 0
-    deepspeed_config: Path | None = None  # JSON whose keys override the generated DeepSpeed config
-    compile: bool = False  # torch.compile the model (through DeepSpeed's engine.compile)
-
-    def __post_init__(self) -> None:
-        for name in ("train_batch_size", "micro_batch_size"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive integer")
-        if self.gradient_accumulation_steps is not None and self.gradient_accumulation_steps < 1:
-            raise ConfigError(f"gradient_accumulation_steps={self.gradient_accumulation_steps} must be >= 1")
-        if not self.lr > 0:
-            raise ConfigError(f"lr={self.lr} must be > 0")
-        if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
-        for name in ("adam_beta1", "adam_beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")
-        if not self.adam_eps > 0:
-            raise ConfigError(f"adam_eps={self.adam_eps} must be > 0")
-        if self.gradient_clipping < 0:
-            raise ConfigError(f"gradient_clipping={self.gradient_clipping} must be >= 0 (0 = off)")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
-        if self.zero_stage not in ZERO_STAGES:
-            raise ConfigError(f"zero_stage={self.zero_stage} must be one of 0, 1, 2")
-        if self.deepspeed_config is not None:
-            self.deepspeed_config = Path(self.deepspeed_config)
 
 
 # ------------------------------------------------------------------------------------ pure helpers

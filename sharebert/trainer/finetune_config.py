@@ -1,7 +1,8 @@
 """Settings of `sharebert finetune`: one typed dataclass, validated when it is built.
 
-Names and defaults follow the published fine-tuning command (Hugging Face's run_glue flags with
-SHAREBERT.md section 10's values), so a published command line maps onto it field for field.
+Names and defaults follow the published fine-tuning command (Hugging Face's run_glue flags with the
+published values, docs/finetune.md), so a published command line maps onto it field for field;
+`FinetuneConfig.from_flags` resolves the few flags that are spelled otherwise than the settings.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from . import glue
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 SCHEDULES = ("polynomial", "linear", "constant", "constant_with_warmup")
@@ -85,6 +85,8 @@ class FinetuneConfig:
     run_name: str | None = None
 
     def __post_init__(self) -> None:
+        from . import glue  # imports numpy, which `sharebert --help` (reading the defaults above) does without
+
         self.model_name_or_path = Path(self.model_name_or_path)
         self.output_dir = Path(self.output_dir)
         self.data_dir = None if self.data_dir is None else Path(self.data_dir)
@@ -136,12 +138,55 @@ class FinetuneConfig:
         if not (self.do_train or self.do_eval or self.do_predict):
             raise ConfigError("nothing to do: give --do_train, --do_eval and/or --do_predict")
 
+    @classmethod
+    def from_flags(cls, **flags) -> FinetuneConfig:
+        """The config of a `sharebert finetune` command line: its flags by name, None where not given (the
+        defaults apply). Resolves the flags that are not settings: --seed (one of --seeds), --fp16/--bf16
+        (a --precision), --report_to wandb (--wandb), --local_rank (refused above 0) and --fp16_backend
+        (ignored: torch.amp is always used); with none of --do_train/--do_eval/--do_predict, all three
+        run and predict skips the tasks without test files.
+        """
+        given = {name: value for name, value in flags.items() if value is not None}
+        given.pop("fp16_backend", None)
+        if given.pop("local_rank", -1) > 0:
+            raise ConfigError("--local_rank: fine-tuning runs in one process (local_rank -1 or 0)")
+        _resolve_seed(given)
+        _resolve_precision(given)
+        _resolve_stages(given)
+        if set(given.pop("report_to", ())) & {"wandb", "all"}:
+            given["wandb"] = True
+        return cls(**given)
+
     def to_dict(self) -> dict:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in dataclasses.asdict(self).items()}
 
     def run_settings(self) -> dict:
         """The settings a finished run must share with this call to be reused instead of rerun."""
         return {k: v for k, v in self.to_dict().items() if k not in NOT_RUN_SETTINGS}
+
+
+def _resolve_seed(flags: dict) -> None:
+    seed = flags.pop("seed", None)
+    if seed is not None and "seeds" in flags:
+        raise ConfigError("give --seed or --seeds, not both")
+    if seed is not None:
+        flags["seeds"] = [seed]
+
+
+def _resolve_precision(flags: dict) -> None:
+    chosen = [name for name in ("fp16", "bf16") if flags.pop(name, False)]
+    if len(chosen) > 1 or (chosen and flags.get("precision", chosen[0]) != chosen[0]):
+        raise ConfigError("choose one precision: --fp16, --bf16 or --precision")
+    if chosen:
+        flags["precision"] = chosen[0]
+
+
+def _resolve_stages(flags: dict) -> None:
+    stages = ("do_train", "do_eval", "do_predict")
+    if any(name in flags for name in stages):
+        flags.update({name: bool(flags.get(name)) for name in stages})
+    else:
+        flags.update(dict.fromkeys(stages, True), predict_optional=True)
 
 
 def _positive(name: str, value) -> None:

@@ -7,14 +7,16 @@ docs/pretrain.md.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError
-from .engine import EngineConfig
 from .schedule import PretrainSchedule
 
 MODEL_TYPES = ("bert-mlm", "bert-mlm-nsp")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+ZERO_STAGES = (0, 1, 2)
 # Tokenizer names whose vocab.txt is bert-base-uncased's (sha256 of the file Hugging Face publishes).
 UNCASED_BERT_VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 KNOWN_TOKENIZERS = {"bert-base-uncased": UNCASED_BERT_VOCAB_SHA256, "bert-large-uncased": UNCASED_BERT_VOCAB_SHA256}
@@ -25,6 +27,49 @@ def _positive(name: str, value, allow_none: bool = True) -> None:
         return
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ConfigError(f"{name}={value!r} must be > 0")
+
+
+@dataclass
+class EngineConfig:
+    """Batch sizes, optimizer, precision and parallelism of a training engine."""
+
+    train_batch_size: int = 4000
+    micro_batch_size: int = 250  # per GPU (the reference's train_micro_batch_size_per_gpu)
+    gradient_accumulation_steps: int | None = None  # derived from the two above and the world size if None
+    lr: float = 1e-3  # peak learning rate; the schedule scales it
+    weight_decay: float = 0.01
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.98
+    adam_eps: float = 1e-6
+    gradient_clipping: float = 0.5  # max global gradient norm; 0 = no clipping
+    precision: str = "auto"  # auto = bf16 on GPUs that support it, fp32 otherwise
+    zero_stage: int = 0
+    deepspeed_config: Path | None = None  # JSON whose keys override the generated DeepSpeed config
+    compile: bool = False  # torch.compile the model (through DeepSpeed's engine.compile)
+
+    def __post_init__(self) -> None:
+        for name in ("train_batch_size", "micro_batch_size"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ConfigError(f"{name}={getattr(self, name)!r} must be a positive integer")
+        if self.gradient_accumulation_steps is not None and self.gradient_accumulation_steps < 1:
+            raise ConfigError(f"gradient_accumulation_steps={self.gradient_accumulation_steps} must be >= 1")
+        if not self.lr > 0:
+            raise ConfigError(f"lr={self.lr} must be > 0")
+        if self.weight_decay < 0:
+            raise ConfigError(f"weight_decay={self.weight_decay} must be >= 0")
+        for name in ("adam_beta1", "adam_beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ConfigError(f"{name}={getattr(self, name)} must be in [0, 1)")
+        if not self.adam_eps > 0:
+            raise ConfigError(f"adam_eps={self.adam_eps} must be > 0")
+        if self.gradient_clipping < 0:
+            raise ConfigError(f"gradient_clipping={self.gradient_clipping} must be >= 0 (0 = off)")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
+        if self.zero_stage not in ZERO_STAGES:
+            raise ConfigError(f"zero_stage={self.zero_stage} must be one of 0, 1, 2")
+        if self.deepspeed_config is not None:
+            self.deepspeed_config = Path(self.deepspeed_config)
 
 
 @dataclass
@@ -150,6 +195,47 @@ class PretrainConfig:
             raise ConfigError(f"--lr_schedule {self.schedule.lr_schedule} needs --max_steps")
         if self.checkpoint.finetune_time_markers and self.stop.total_training_time is None:
             raise ConfigError("--finetune_time_markers are fractions of --total_training_time, which is not set")
+
+    @classmethod
+    def from_flags(cls, **flags) -> PretrainConfig:
+        """The config of a `sharebert pretrain` command line: its flags by the name of their setting, None where
+        not given (the settings' defaults apply), the model fields already gathered in `model_overrides`.
+
+        The reference's flags that set nothing here are checked (--optimizer_type, --fp16_backend) or
+        accepted as they are (--deepspeed, --data_loader_type); see docs/pretrain.md.
+        """
+        given = {name: value for name, value in flags.items() if value is not None}
+        _check_reference_flags(given.pop("optimizer_type", None), given.pop("fp16_backend", None))
+        for name in ACCEPTED_FLAGS:
+            given.pop(name, None)
+        groups = {name: _take(group, given) for name, group in SETTING_GROUPS.items()}
+        return cls(**given, **groups)
+
+
+# The groups of PretrainConfig, in the order they are built (and validated) from flags.
+SETTING_GROUPS = {
+    "engine": EngineConfig,
+    "schedule": PretrainSchedule,
+    "stop": StopConfig,
+    "validation": ValidationConfig,
+    "checkpoint": CheckpointConfig,
+    "log": LogConfig,
+}
+# Flags of the reference's command that mean nothing here: accepted so that the published command runs.
+ACCEPTED_FLAGS = ("deepspeed", "data_loader_type")
+
+
+def _check_reference_flags(optimizer_type: str | None, fp16_backend: str | None) -> None:
+    if optimizer_type is not None and optimizer_type.lower() != "adamw":
+        raise ConfigError(f"--optimizer_type {optimizer_type}: only adamw is supported (the published setting)")
+    if fp16_backend is not None and fp16_backend != "ds":
+        raise ConfigError(f"--fp16_backend {fp16_backend}: only ds (DeepSpeed's loss scaler) is supported")
+
+
+def _take(group, flags: dict):
+    """The settings group `group` built from the entries of `flags` that name its fields (removed from it)."""
+    names = [f.name for f in dataclasses.fields(group) if f.name in flags]
+    return group(**{name: flags.pop(name) for name in names})
 
 
 def shard_epoch_steps(mean_train_file_rows: float, micro_batch_size: int, accumulation_steps: int) -> int:
