@@ -42,6 +42,7 @@ from .finetune_loop import (
 )
 from .finetune_report import build_report, write_report
 from .metrics_glue import predictions_from_logits, task_score
+from .model_io import VOCAB_FILE
 
 __all__ = [
     "FineTuner",
@@ -91,7 +92,7 @@ def resolve_lowercase(config: FinetuneConfig) -> bool:
 
 def load_tokenizer(config: FinetuneConfig):
     """The fast WordPiece tokenizer of the model folder's vocab.txt, and the [PAD] id."""
-    vocab_path = config.model_name_or_path / "vocab.txt"
+    vocab_path = config.model_name_or_path / VOCAB_FILE
     if not vocab_path.exists():
         raise file_error(vocab_path, "missing: the model folder must carry the vocab it was trained with")
     lowercase = resolve_lowercase(config)
@@ -279,7 +280,7 @@ def run_one(config: FinetuneConfig, data: TaskData, seed: int, numerics: Numeric
 def save_best_model(model, config: FinetuneConfig, run_dir: Path) -> None:
     from .model import save_model_folder
 
-    vocab = config.model_name_or_path / "vocab.txt"
+    vocab = config.model_name_or_path / VOCAB_FILE
     save_model_folder(model, run_dir / MODEL_DIR, vocab)
     lowercase = resolve_lowercase(config)
     # Keep the casing with the weights, so that evaluating the folder later tokenizes as training did.
