@@ -39,6 +39,8 @@ sys.path.insert(0, str(ROOT))
 from process_tree import run_sampled  # noqa: E402  (bench/ is on sys.path as the script's folder)
 from replica import write_replica  # noqa: E402
 
+from sharebert.pipeline import formats  # noqa: E402
+
 MB = 1e6
 # The reference chain (BERT's instance creation with its slow tokenizer, once per duplicate), as measured on
 # this kind of machine and quoted in issue 3; not measured here (its code is not part of sharebert).
@@ -107,19 +109,19 @@ def text_bytes(prepared: Path) -> int:
     import pyarrow.parquet as pq
 
     total = 0
-    for shard in sorted(prepared.glob("*.parquet")):
-        column = pq.read_table(shard, columns=["text"]).column("text")
+    for shard in sorted(prepared.glob(f"*{formats.SHARD_SUFFIX}")):
+        column = pq.read_table(shard, columns=[formats.TEXT_COLUMN]).column(formats.TEXT_COLUMN)
         total += int(pc.sum(pc.binary_length(pc.list_flatten(column))).as_py() or 0)
     return total
 
 
 def prepared_tokens(prepared: Path) -> int:
-    info = json.loads((prepared / "prepare.json").read_text())
+    info = json.loads((prepared / formats.PREPARE_INFO_FILE).read_text())
     return sum(split["tokens"] for split in info["totals"].values())
 
 
 def manifest_totals(samples: Path) -> tuple[int, int]:
-    manifest = json.loads((samples / "manifest.json").read_text())
+    manifest = json.loads((samples / formats.MANIFEST_FILE).read_text())
     return (
         sum(t["samples"] for t in manifest["totals"].values()),
         sum(t["real_tokens"] for t in manifest["totals"].values()),
@@ -186,7 +188,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
     same = all(
         (work / "samples-1" / n).read_bytes() == (work / "samples-2" / n).read_bytes()
         for n in os.listdir(work / "samples-1")
-        if n.endswith(".hdf5")
+        if n.endswith(formats.SAMPLE_SUFFIX)
     )
     chain_seconds = prep["seconds"] + results["mask"][1]["seconds"]
     chain_samples_per_s = results["mask"][1]["samples"] / chain_seconds

@@ -3,6 +3,9 @@
 Stage folders:
   PREPARED_DIR  (sharebert prepare)  {split}-{K:05d}-of-{N:05d}.parquet, vocab.txt, prepare.json
   SAMPLES_DIR   (sharebert mask)     {split}_shard_{K}.hdf5, manifest.json
+Also the scratch files prepare keeps in its work folder (spills, the placement), the Parquet
+columns, writer settings and token dtype, and the HDF5 dataset names and dtypes.
+tests/test_formats_ownership.py fails when one of these names is written out in another module.
 
 `prepare.json` and `manifest.json` are written last, atomically; their presence means the folder
 is complete. Both carry a format version that readers check. docs/prepare.md (Parquet shards,
@@ -16,6 +19,8 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import DataError, file_error
 from ..fileio import read_json, write_json_atomic
 
@@ -25,15 +30,28 @@ SPLITS = ("train", "test")
 PREPARE_FORMAT_VERSION = 1
 PREPARE_INFO_FILE = "prepare.json"
 VOCAB_FILE = "vocab.txt"
-TOKEN_DTYPE = "int32"
+SHARD_SUFFIX = ".parquet"
+TOKEN_DTYPE = np.dtype("int32")  # of every token id in the shards (and the spills)
 
-_SHARD_NAME = re.compile(r"^(train|test)-(\d{5})-of-(\d{5})\.parquet$")
+# Columns of a shard, in schema order (the spills of prepare carry them too).
+ID_COLUMN = "id"
+SOURCE_COLUMN = "source"
+SENTENCES_COLUMN = "sentences"
+TEXT_COLUMN = "text"  # only with --keep-text
+
+# Parquet writer settings (prepare.json records them under "settings").
+SHARD_COMPRESSION = "zstd"
+SHARD_COMPRESSION_LEVEL = 3
+ROW_GROUP_ROWS = 1024  # a row group closes at this many documents or tokens, whichever comes first
+ROW_GROUP_TOKENS = 1 << 19
+
+_SHARD_NAME = re.compile(r"^(train|test)-(\d{5})-of-(\d{5})" + re.escape(SHARD_SUFFIX) + "$")
 
 
 def shard_file_name(split: str, index: int, count: int) -> str:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
-    return f"{split}-{index:05d}-of-{count:05d}.parquet"
+    return f"{split}-{index:05d}-of-{count:05d}{SHARD_SUFFIX}"
 
 
 def parse_shard_file_name(name: str) -> tuple[str, int, int] | None:
@@ -42,18 +60,45 @@ def parse_shard_file_name(name: str) -> tuple[str, int, int] | None:
     return (m.group(1), int(m.group(2)), int(m.group(3))) if m else None
 
 
+def token_arrow_type():
+    """TOKEN_DTYPE as a pyarrow type."""
+    import pyarrow as pa
+
+    return pa.from_numpy_dtype(TOKEN_DTYPE)
+
+
+def sentences_arrow_type():
+    """The type of the sentences column: one list of token ids per sentence, a list of those per document."""
+    import pyarrow as pa
+
+    return pa.list_(pa.list_(token_arrow_type()))
+
+
+def shard_columns(keep_text: bool) -> list[str]:
+    return [ID_COLUMN, SOURCE_COLUMN, SENTENCES_COLUMN] + ([TEXT_COLUMN] if keep_text else [])
+
+
 def parquet_schema(keep_text: bool):
     """One row per document: id, source, sentences as lists of token ids, optionally their text."""
     import pyarrow as pa
 
-    fields = [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("source", pa.string(), nullable=False),
-        pa.field("sentences", pa.list_(pa.list_(pa.int32())), nullable=False),
-    ]
-    if keep_text:
-        fields.append(pa.field("text", pa.list_(pa.string()), nullable=False))
-    return pa.schema(fields)
+    types = {
+        ID_COLUMN: pa.string(),
+        SOURCE_COLUMN: pa.string(),
+        SENTENCES_COLUMN: sentences_arrow_type(),
+        TEXT_COLUMN: pa.list_(pa.string()),
+    }
+    return pa.schema([pa.field(name, types[name], nullable=False) for name in shard_columns(keep_text)])
+
+
+def parquet_writer_options() -> dict:
+    """Keyword arguments of pyarrow.parquet.ParquetWriter for a shard (row groups are cut by the writer)."""
+    return {
+        "compression": SHARD_COMPRESSION,
+        "compression_level": SHARD_COMPRESSION_LEVEL,
+        "use_dictionary": [SOURCE_COLUMN],
+        "write_statistics": False,
+    }
 
 
 def read_prepare_info(folder: str | Path) -> dict:
@@ -79,9 +124,32 @@ def read_prepare_info(folder: str | Path) -> dict:
     return info
 
 
+# ---------------------------------------------------------------- scratch files of `sharebert prepare`
+# Inside its work folder, removed when the run completes; a resumed run reuses them.
+PLACEMENT_FILE = "placement.npz"  # numpy arrays of balance.Placement (phase 2)
+SPILL_SUFFIX = ".arrow"  # Arrow IPC files: no Parquet encoding to pay for, read back memory-mapped
+SPILL_COMPRESSION = "lz4"
+SPILL_TOKENS_COLUMN = "tokens"  # token spills only: the token count of each document (int64)
+
+
+def spill_file_name(index: int, tokenized: bool) -> str:
+    """The spill of batch `index`: a token spill, or a text spill (sentences as strings, before a vocab)."""
+    return f"{'batch' if tokenized else 'text'}-{index:06d}{SPILL_SUFFIX}"
+
+
 # ---------------------------------------------------------------- pretraining samples (HDF5)
 MANIFEST_FORMAT_VERSION = 1
 MANIFEST_FILE = "manifest.json"
+SAMPLE_SUFFIX = ".hdf5"
+
+# HDF5 dataset names. The trainer's model takes keyword arguments of the same names, which are its own.
+INPUT_IDS = "input_ids"
+INPUT_MASK = "input_mask"
+SEGMENT_IDS = "segment_ids"
+MASKED_LM_POSITIONS = "masked_lm_positions"
+MASKED_LM_IDS = "masked_lm_ids"
+NEXT_SENTENCE_LABELS = "next_sentence_labels"
+
 HDF5_CHUNK_ROWS = 1024
 HDF5_COMPRESSION = "gzip"
 HDF5_COMPRESSION_LEVEL = 1  # measured: level 4 writes ~1.5x slower for ~3% smaller files (docs/mask.md)
@@ -91,21 +159,37 @@ MASK_STATE_DIR = ".mask-state"
 
 # name -> (numpy dtype, shape after the row axis: "S" = max_seq_length, "M" = max_predictions_per_seq)
 SAMPLE_DATASETS = {
-    "input_ids": ("int32", "S"),
-    "input_mask": ("int8", "S"),
-    "segment_ids": ("int8", "S"),
-    "masked_lm_positions": ("int32", "M"),
-    "masked_lm_ids": ("int32", "M"),
+    INPUT_IDS: ("int32", "S"),
+    INPUT_MASK: ("int8", "S"),
+    SEGMENT_IDS: ("int8", "S"),
+    MASKED_LM_POSITIONS: ("int32", "M"),
+    MASKED_LM_IDS: ("int32", "M"),
 }
-NSP_DATASET = ("next_sentence_labels", "int8")  # shape [N], only when NSP is on
+NSP_DATASET = (NEXT_SENTENCE_LABELS, "int8")  # shape [N], only when NSP is on
 
-_SAMPLE_NAME = re.compile(r"^(train|test)_shard_(\d+)\.hdf5$")
+_SAMPLE_NAME = re.compile(r"^(train|test)_shard_(\d+)" + re.escape(SAMPLE_SUFFIX) + "$")
+
+
+def sample_datasets(nsp: bool) -> dict[str, tuple[str, str | None]]:
+    """The datasets of a sample file: name -> (numpy dtype, width "S" / "M" as in SAMPLE_DATASETS, or
+    None for one value per row)."""
+    datasets: dict[str, tuple[str, str | None]] = dict(SAMPLE_DATASETS)
+    if nsp:
+        name, dtype = NSP_DATASET
+        datasets[name] = (dtype, None)
+    return datasets
+
+
+def sample_shapes(nsp: bool, max_seq_length: int, max_predictions_per_seq: int) -> dict[str, tuple[str, tuple]]:
+    """name -> (numpy dtype, shape after the row axis) of the datasets of a sample file."""
+    widths = {"S": (max_seq_length,), "M": (max_predictions_per_seq,), None: ()}
+    return {name: (dtype, widths[width]) for name, (dtype, width) in sample_datasets(nsp).items()}
 
 
 def sample_file_name(split: str, index: int) -> str:
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}")
-    return f"{split}_shard_{index}.hdf5"
+    return f"{split}_shard_{index}{SAMPLE_SUFFIX}"
 
 
 def parse_sample_file_name(name: str) -> tuple[str, int] | None:
@@ -220,24 +304,52 @@ __all__ = [
     "HDF5_COMPRESSION",
     "HDF5_COMPRESSION_LEVEL",
     "HDF5_SHUFFLE",
+    "ID_COLUMN",
+    "INPUT_IDS",
+    "INPUT_MASK",
     "MANIFEST_FILE",
     "MANIFEST_FORMAT_VERSION",
+    "MASKED_LM_IDS",
+    "MASKED_LM_POSITIONS",
     "MASK_STATE_DIR",
+    "NEXT_SENTENCE_LABELS",
     "NSP_DATASET",
+    "PLACEMENT_FILE",
     "PREPARE_FORMAT_VERSION",
     "PREPARE_INFO_FILE",
+    "ROW_GROUP_ROWS",
+    "ROW_GROUP_TOKENS",
     "SAMPLE_DATASETS",
+    "SAMPLE_SUFFIX",
+    "SEGMENT_IDS",
+    "SENTENCES_COLUMN",
+    "SHARD_COMPRESSION",
+    "SHARD_COMPRESSION_LEVEL",
+    "SHARD_SUFFIX",
+    "SOURCE_COLUMN",
+    "SPILL_COMPRESSION",
+    "SPILL_SUFFIX",
+    "SPILL_TOKENS_COLUMN",
     "SPLITS",
+    "TEXT_COLUMN",
+    "TOKEN_DTYPE",
     "VOCAB_FILE",
     "DataError",
     "Manifest",
     "SampleFile",
     "parquet_schema",
+    "parquet_writer_options",
     "parse_sample_file_name",
     "parse_shard_file_name",
     "read_manifest",
     "read_prepare_info",
+    "sample_datasets",
     "sample_file_name",
+    "sample_shapes",
+    "sentences_arrow_type",
+    "shard_columns",
     "shard_file_name",
+    "spill_file_name",
+    "token_arrow_type",
     "write_manifest",
 ]

@@ -401,21 +401,18 @@ def make_samples(
     masking: MaskingSpec,
     rng: np.random.Generator,
 ) -> dict[str, np.ndarray]:
-    """The HDF5 rows of a block of instances: assembled, masked, in the dtypes of formats.SAMPLE_DATASETS."""
+    """The HDF5 rows of a block of instances: assembled, masked, in the dtypes of formats.sample_datasets."""
     rows = assemble_tokens(tokens, spans, max_seq_length, masking.special)
     masked = mask_rows(rows.input_ids, rows.input_mask, masking, rng)
     arrays = {
-        "input_ids": masked.input_ids,
-        "input_mask": rows.input_mask,
-        "segment_ids": rows.segment_ids,
-        "masked_lm_positions": masked.masked_lm_positions,
-        "masked_lm_ids": masked.masked_lm_ids,
+        formats.INPUT_IDS: masked.input_ids,
+        formats.INPUT_MASK: rows.input_mask,
+        formats.SEGMENT_IDS: rows.segment_ids,
+        formats.MASKED_LM_POSITIONS: masked.masked_lm_positions,
+        formats.MASKED_LM_IDS: masked.masked_lm_ids,
+        formats.NEXT_SENTENCE_LABELS: spans.random_next,
     }
-    arrays = {name: arrays[name].astype(dtype, copy=False) for name, (dtype, _) in formats.SAMPLE_DATASETS.items()}
-    if nsp:
-        name, dtype = formats.NSP_DATASET
-        arrays[name] = spans.random_next.astype(dtype)
-    return arrays
+    return {name: arrays[name].astype(dtype, copy=False) for name, (dtype, _) in formats.sample_datasets(nsp).items()}
 
 
 # ---------------------------------------------------------------- file formats
@@ -426,15 +423,15 @@ def read_shard_tokens(path: Path, vocab_size: int, special: SpecialIds) -> Shard
 
     try:
         # ParquetFile.read, not read_table: read_table imports pyarrow.dataset and pandas (~1 s per worker).
-        table = pq.ParquetFile(path).read(columns=["sentences"], use_threads=False)
+        table = pq.ParquetFile(path).read(columns=[formats.SENTENCES_COLUMN], use_threads=False)
     except (OSError, pa.ArrowException, KeyError) as e:
         raise file_error(
             path, f"cannot read the prepared shard ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
         ) from None
-    column = table.column("sentences")
-    expected = pa.list_(pa.list_(pa.int32()))
+    column = table.column(formats.SENTENCES_COLUMN)
+    expected = formats.sentences_arrow_type()
     if column.type != expected:
-        raise file_error(path, f"column sentences has type {column.type}, expected {expected}")
+        raise file_error(path, f"column {formats.SENTENCES_COLUMN} has type {column.type}, expected {expected}")
     documents = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     sentences = documents.flatten()
     doc_offsets = _int_array(documents.offsets).astype(np.int64)
@@ -446,11 +443,12 @@ def read_shard_tokens(path: Path, vocab_size: int, special: SpecialIds) -> Shard
 
 
 def _int_array(array) -> np.ndarray:
-    """A null-free pyarrow int32 array as numpy, straight from its buffer (to_numpy would import pandas)."""
+    """A null-free pyarrow integer array as numpy, straight from its buffer (to_numpy would import pandas)."""
+    dtype = np.dtype(array.type.to_pandas_dtype())
     data = array.buffers()[1]
     if data is None:
-        return np.zeros(0, dtype=np.int32)
-    return np.frombuffer(data, dtype=np.int32, count=len(array), offset=array.offset * 4)
+        return np.zeros(0, dtype=dtype)
+    return np.frombuffer(data, dtype=dtype, count=len(array), offset=array.offset * dtype.itemsize)
 
 
 def _check_shard(path: Path, shard: ShardTokens, vocab_size: int, special: SpecialIds) -> None:
@@ -482,11 +480,7 @@ def write_sample_file(path: Path, n_rows: int, blocks, config: MaskConfig) -> No
     """
     import h5py
 
-    widths = {"S": (config.max_seq_length,), "M": (config.max_predictions_per_seq,)}
-    shapes = {name: (dtype, widths[width]) for name, (dtype, width) in formats.SAMPLE_DATASETS.items()}
-    if config.nsp:
-        name, dtype = formats.NSP_DATASET
-        shapes[name] = (dtype, ())
+    shapes = formats.sample_shapes(config.nsp, config.max_seq_length, config.max_predictions_per_seq)
     # An empty shard gives empty datasets, which HDF5 cannot chunk: they are stored plain.
     storage = dict(
         compression=formats.HDF5_COMPRESSION, compression_opts=config.gzip_level, shuffle=formats.HDF5_SHUFFLE
@@ -505,7 +499,7 @@ def write_sample_file(path: Path, n_rows: int, blocks, config: MaskConfig) -> No
         }
         row = 0
         for block in blocks:
-            n = len(block["input_ids"])
+            n = len(block[formats.INPUT_IDS])
             for name, ds in datasets.items():
                 ds[row : row + n] = block[name]
             row += n

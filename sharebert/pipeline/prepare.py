@@ -37,19 +37,11 @@ from .parallel import WorkerPool
 from .prepare_output import WORK_DIR
 from .records import DocumentPart, RawDocument, ReadStats
 from .segment import MAX_SENTENCE_CHARS
-from .shards import (
-    ROW_GROUP_ROWS,
-    ROW_GROUP_TOKENS,
-    SHARD_COMPRESSION,
-    ShardGroupTask,
-    ShardSpec,
-    write_shard_group,
-)
+from .shards import ShardGroupTask, ShardSpec, write_shard_group
 from .sources import open_source
 from .sources.common import Source
 from .sources.wiki import PART_BYTES as DUMP_PART_BYTES
 from .spill import (
-    SPILL_SUFFIX,
     BatchResult,
     BatchTask,
     Tokenization,
@@ -163,9 +155,9 @@ class PrepareConfig:
             "hf_split": self.hf_split,
             "max_imbalance": MAX_IMBALANCE,
             "max_sentence_chars": MAX_SENTENCE_CHARS,
-            "row_group_rows": ROW_GROUP_ROWS,
-            "row_group_tokens": ROW_GROUP_TOKENS,
-            "compression": SHARD_COMPRESSION,
+            "row_group_rows": formats.ROW_GROUP_ROWS,
+            "row_group_tokens": formats.ROW_GROUP_TOKENS,
+            "compression": formats.SHARD_COMPRESSION,
         }
 
 
@@ -195,7 +187,7 @@ def prepare(config: PrepareConfig) -> dict:
         placed = time.perf_counter()
         placement = _place(config, spills, results, doc_tokens)
         log.debug("phase 2 (placement): %.2f s", time.perf_counter() - placed)
-        np.savez(work / "placement.npz", **placement.as_arrays())
+        np.savez(work / formats.PLACEMENT_FILE, **placement.as_arrays())
         written = time.perf_counter()
         records = _write_shards(config, spills, results, work, pool)
         log.debug("phase 3 (shards): %.2f s", time.perf_counter() - written)
@@ -282,14 +274,14 @@ def _check_vocab_case(vocab_path: Path, lowercase: bool) -> None:
 # ---------------------------------------------------------------- phase 1: spills
 def _tokenized_spills(config, sources, work, pool, given: Tokenization | None):
     """Phase 1 (and vocabulary training): (spill paths, their results, read stats, vocab path, trained?)."""
-    trained_vocab = work / "vocab.txt"
+    trained_vocab = work / formats.VOCAB_FILE
     stats = [ReadStats() for _ in sources]
     if given is not None or trained_vocab.exists():  # a resumed run may have trained its vocab already
         tokenization = given or Tokenization.of(trained_vocab, config.lowercase)
-        spills, results = _run_batches(config, sources, stats, work, pool, tokenization, "batch")
+        spills, results = _run_batches(config, sources, stats, work, pool, tokenization)
         return spills, results, stats, Path(tokenization.vocab), given is None
 
-    text_spills, text_results = _run_batches(config, sources, stats, work, pool, None, "text")
+    text_spills, text_results = _run_batches(config, sources, stats, work, pool, None)
     if not any(len(r.tokens) for r in text_results):
         return [], [], stats, None, True
     alphabet = "".join(sorted(set().union(*(r.alphabet for r in text_results))))
@@ -311,7 +303,7 @@ def _tokenized_spills(config, sources, work, pool, given: Tokenization | None):
         log.info("the corpus yields a vocabulary of %d tokens (fewer than the %d asked for)", trained_size,
                  config.train_vocab)  # fmt: skip
     tokenization = Tokenization.of(trained_vocab, config.lowercase)
-    spills = [work / f"batch-{r.index:06d}{SPILL_SUFFIX}" for r in text_results]
+    spills = [work / formats.spill_file_name(r.index, tokenized=True) for r in text_results]
     tasks = (
         TokenizeTask(r.index, str(text), str(spill), tokenization, config.keep_text)
         for r, text, spill in zip(text_results, text_spills, spills)
@@ -324,7 +316,7 @@ def _tokenized_spills(config, sources, work, pool, given: Tokenization | None):
     return spills, results, stats, trained_vocab, True
 
 
-def _run_batches(config, sources, stats, work, pool, tokenization, prefix):
+def _run_batches(config, sources, stats, work, pool, tokenization):
     spills: list[Path] = []
     results: list[BatchResult] = []
     total_bytes = sum(s.size() for s in sources)
@@ -338,7 +330,7 @@ def _run_batches(config, sources, stats, work, pool, tokenization, prefix):
                 read = sum(s.bytes_read for s in sources)
                 bar.update(read - done_bytes)
                 done_bytes = read
-                spill = work / f"{prefix}-{index:06d}{SPILL_SUFFIX}"
+                spill = work / formats.spill_file_name(index, tokenized=tokenization is not None)
                 spills.append(spill)
                 if part_stats is not None:
                     read_by_workers[index] = part_stats
@@ -432,7 +424,7 @@ def _write_shards(config, spills, results, work, pool) -> list[dict]:
             shards=specs[i : i + per_task],
             spills=[str(s) for s in spills],
             spill_rows=[len(r.tokens) for r in results],
-            placement=str(work / "placement.npz"),
+            placement=str(work / formats.PLACEMENT_FILE),
             output_dir=str(config.output_dir),
             records_dir=str(records_dir),
             keep_text=config.keep_text,

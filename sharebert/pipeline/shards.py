@@ -22,11 +22,6 @@ from . import formats
 from .balance import Placement
 from .spill import int_array, numpy_ints, read_spill, string_array
 
-SHARD_COMPRESSION = "zstd"
-SHARD_COMPRESSION_LEVEL = 3
-ROW_GROUP_ROWS = 1024  # a row group closes at this many documents or tokens, whichever comes first
-ROW_GROUP_TOKENS = 1 << 19
-
 
 @dataclass(frozen=True)
 class ShardSpec:
@@ -41,7 +36,7 @@ class ShardGroupTask:
     shards: list[ShardSpec]
     spills: list[str]  # in corpus order
     spill_rows: list[int]  # documents in each spill
-    placement: str  # .npz of Placement arrays
+    placement: str  # formats.PLACEMENT_FILE: the Placement arrays
     output_dir: str
     records_dir: str
     keep_text: bool
@@ -86,7 +81,7 @@ def _finished_record(task: ShardGroupTask, spec: ShardSpec) -> dict | None:
 def _route(task: ShardGroupTask, placement: Placement, writers: dict[int, _ShardWriter]) -> None:
     mine = np.zeros(len(placement.shard_tokens), dtype=bool)
     mine[list(writers)] = True
-    columns = ["id", "source", "sentences"] + (["text"] if task.keep_text else [])
+    columns = formats.shard_columns(task.keep_text)
     first_doc = 0
     for spill, rows in zip(task.spills, task.spill_rows):
         doc_shard = placement.doc_shard[first_doc : first_doc + rows]
@@ -143,13 +138,14 @@ def _part_table(table, row: int, placement: Placement, part: int):
 
     start, end = int(placement.part_start[part]), int(placement.part_end[part])
     doc = table.slice(row, 1)
+    doc_id = doc.column(formats.ID_COLUMN)[0].as_py()
     columns = {
-        "id": string_array([f"{doc.column('id')[0].as_py()}#p{int(placement.part_number[part])}"]),
-        "source": pa.concat_arrays(doc.column("source").chunks),
-        "sentences": _slice_lists(doc.column("sentences"), start, end),
+        formats.ID_COLUMN: string_array([f"{doc_id}#p{int(placement.part_number[part])}"]),
+        formats.SOURCE_COLUMN: pa.concat_arrays(doc.column(formats.SOURCE_COLUMN).chunks),
+        formats.SENTENCES_COLUMN: _slice_lists(doc.column(formats.SENTENCES_COLUMN), start, end),
     }
-    if "text" in table.column_names:
-        columns["text"] = _slice_lists(doc.column("text"), start, end)
+    if formats.TEXT_COLUMN in table.column_names:
+        columns[formats.TEXT_COLUMN] = _slice_lists(doc.column(formats.TEXT_COLUMN), start, end)
     return pa.table(columns)
 
 
@@ -165,7 +161,7 @@ def _slice_lists(single_row, start: int, end: int):
 
 
 def _sentences_and_tokens(documents) -> tuple[int, int]:
-    """Sentences and tokens in a list<list<int32>> array (a slice of one, too)."""
+    """Sentences and tokens in a chunk of the sentences column (a slice of one, too)."""
     doc_offsets = numpy_ints(documents.offsets)
     first, last = int(doc_offsets[0]), int(doc_offsets[-1])
     sentence_offsets = numpy_ints(documents.values.offsets)
@@ -190,7 +186,7 @@ class _ShardWriter:
 
         # The spill's columns under the shard's schema (same types; the fields become non-nullable).
         table = pa.Table.from_arrays([table.column(name) for name in self.schema.names], schema=self.schema)
-        counts = [_sentences_and_tokens(chunk) for chunk in table.column("sentences").chunks]
+        counts = [_sentences_and_tokens(chunk) for chunk in table.column(formats.SENTENCES_COLUMN).chunks]
         sentences, tokens = sum(c[0] for c in counts), sum(c[1] for c in counts)
         self.documents += table.num_rows
         self.sentences += sentences
@@ -198,7 +194,7 @@ class _ShardWriter:
         self._buffer.append(table)
         self._buffer_rows += table.num_rows
         self._buffer_tokens += tokens
-        if self._buffer_rows >= ROW_GROUP_ROWS or self._buffer_tokens >= ROW_GROUP_TOKENS:
+        if self._buffer_rows >= formats.ROW_GROUP_ROWS or self._buffer_tokens >= formats.ROW_GROUP_TOKENS:
             self._flush()
 
     def _flush(self) -> None:
@@ -208,14 +204,7 @@ class _ShardWriter:
         if not self._buffer:
             return
         if self._writer is None:
-            self._writer = pq.ParquetWriter(
-                self._tmp,
-                self.schema,
-                compression=SHARD_COMPRESSION,
-                compression_level=SHARD_COMPRESSION_LEVEL,
-                use_dictionary=["source"],
-                write_statistics=False,
-            )
+            self._writer = pq.ParquetWriter(self._tmp, self.schema, **formats.parquet_writer_options())
         table = pa.concat_tables(self._buffer).combine_chunks()
         self._writer.write_table(table, row_group_size=table.num_rows)
         self.row_groups += 1

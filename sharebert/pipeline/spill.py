@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from ..fileio import temporary_path
+from . import formats
 from .records import Document, DocumentPart, RawDocument, ReadStats
 from .segment import segment
 
-SPILL_SUFFIX = ".arrow"  # Arrow IPC files: no Parquet encoding to pay for, read back memory-mapped
-SPILL_COMPRESSION = "lz4"
 _META_EMPTY = b"sharebert.empty_documents"
 _META_ALPHABET = b"sharebert.alphabet"
 _META_READ = b"sharebert.read_stats"  # what the worker counted while reading a DocumentPart
@@ -150,14 +149,15 @@ def _write_token_spill(index, path, documents, empty, tokenization, keep_text, r
     empty += int((~nonempty).sum())
     documents = [d for d, k in zip(documents, nonempty.tolist()) if k]
     counts, doc_tokens = counts[nonempty], doc_tokens[nonempty]
+    sentences = nested_list(nested_list(int_array(flat, formats.token_arrow_type()), lengths), counts)
     columns = {
-        "id": string_array([d.id for d in documents]),
-        "source": string_array([d.source for d in documents]),
-        "sentences": nested_list(nested_list(int_array(flat, pa.int32()), lengths), counts),
+        formats.ID_COLUMN: string_array([d.id for d in documents]),
+        formats.SOURCE_COLUMN: string_array([d.source for d in documents]),
+        formats.SENTENCES_COLUMN: sentences,
     }
     if keep_text:
-        columns["text"] = nested_list(string_array(texts), counts)
-    columns["tokens"] = int_array(doc_tokens, pa.int64())
+        columns[formats.TEXT_COLUMN] = nested_list(string_array(texts), counts)
+    columns[formats.SPILL_TOKENS_COLUMN] = int_array(doc_tokens, pa.int64())
     _write_table(path, pa.table(columns), _metadata(empty, read_stats))
     return BatchResult(index, doc_tokens, counts, empty, read_stats=read_stats)
 
@@ -170,9 +170,9 @@ def _write_text_spill(index, path, documents: list[Document], empty: int, read_s
     alphabet = "".join(sorted(set("".join(texts))))
     table = pa.table(
         {
-            "id": string_array([d.id for d in documents]),
-            "source": string_array([d.source for d in documents]),
-            "text": nested_list(string_array(texts), counts),
+            formats.ID_COLUMN: string_array([d.id for d in documents]),
+            formats.SOURCE_COLUMN: string_array([d.source for d in documents]),
+            formats.TEXT_COLUMN: nested_list(string_array(texts), counts),
         }
     )
     metadata = {**_metadata(empty, read_stats), _META_ALPHABET: json.dumps(alphabet).encode()}
@@ -234,7 +234,7 @@ def _write_table(path: Path, table, metadata: dict[bytes, bytes]) -> None:
     import pyarrow as pa
 
     table = table.replace_schema_metadata(metadata)
-    options = pa.ipc.IpcWriteOptions(compression=SPILL_COMPRESSION)
+    options = pa.ipc.IpcWriteOptions(compression=formats.SPILL_COMPRESSION)
     # A temporary name and a rename, without fsync: spills are scratch files of this run.
     tmp = temporary_path(path)
     try:
@@ -260,31 +260,33 @@ def read_batch_result(index: int, path: Path) -> BatchResult:
     metadata = table.schema.metadata or {}
     empty = int(metadata.get(_META_EMPTY, b"0"))
     if _META_ALPHABET in metadata:
-        counts = _list_lengths(table.column("text"))
+        counts = _list_lengths(table.column(formats.TEXT_COLUMN))
         alphabet = json.loads(metadata[_META_ALPHABET])
         return BatchResult(index, np.zeros(len(counts), dtype=np.int64), counts, empty, alphabet, _read_stats(metadata))
-    counts = _list_lengths(table.column("sentences"))
-    tokens = numpy_ints(table.column("tokens").combine_chunks()).astype(np.int64)
+    counts = _list_lengths(table.column(formats.SENTENCES_COLUMN))
+    tokens = numpy_ints(table.column(formats.SPILL_TOKENS_COLUMN).combine_chunks()).astype(np.int64)
     return BatchResult(index, tokens, counts, empty, read_stats=_read_stats(metadata))
 
 
 def read_text_spill(path: Path) -> tuple[list[Document], int, ReadStats | None]:
     table = read_spill(path)
     metadata = table.schema.metadata or {}
-    documents = [Document(r["id"], r["source"], r["text"]) for r in table.to_pylist()]
+    documents = [
+        Document(r[formats.ID_COLUMN], r[formats.SOURCE_COLUMN], r[formats.TEXT_COLUMN]) for r in table.to_pylist()
+    ]
     return documents, int(metadata.get(_META_EMPTY, b"0")), _read_stats(metadata)
 
 
 def iter_spill_sentences(paths: list[Path]):
     """Every sentence text of the text spills, in corpus order (for vocabulary training)."""
     for path in paths:
-        for sentences in read_spill(path, ["text"]).column("text").to_pylist():
+        for sentences in read_spill(path, [formats.TEXT_COLUMN]).column(formats.TEXT_COLUMN).to_pylist():
             yield from sentences
 
 
 def sentence_token_lengths(path: Path, rows: list[int]) -> dict[int, np.ndarray]:
     """Token count of every sentence of the given rows of a token spill."""
-    column = read_spill(path, ["sentences"]).column("sentences").combine_chunks()
+    column = read_spill(path, [formats.SENTENCES_COLUMN]).column(formats.SENTENCES_COLUMN).combine_chunks()
     doc_offsets = numpy_ints(column.offsets)
     sentence_offsets = numpy_ints(column.values.offsets)
     result = {}

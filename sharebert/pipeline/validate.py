@@ -113,8 +113,8 @@ def describe_summary(stats: dict) -> str:
 # ---------------------------------------------------------------- row checks (vectorized)
 def find_bad_rows(arrays: dict[str, np.ndarray], rules: SampleRules, nsp: bool) -> dict[str, np.ndarray]:
     """rule description -> bool [n] marking the rows that break it."""
-    ids, mask, seg = arrays["input_ids"], arrays["input_mask"], arrays["segment_ids"]
-    pos, lab = arrays["masked_lm_positions"], arrays["masked_lm_ids"]
+    ids, mask, seg = arrays[formats.INPUT_IDS], arrays[formats.INPUT_MASK], arrays[formats.SEGMENT_IDS]
+    pos, lab = arrays[formats.MASKED_LM_POSITIONS], arrays[formats.MASKED_LM_IDS]
     n, seq_len = ids.shape
     sp, vocab_size = rules.special, rules.vocab_size
     col = np.arange(seq_len)[None, :]
@@ -187,14 +187,14 @@ def find_bad_rows(arrays: dict[str, np.ndarray], rules: SampleRules, nsp: bool) 
         interior & special_token
     ).any(axis=1)
     if nsp:
-        labels = arrays[formats.NSP_DATASET[0]]
+        labels = arrays[formats.NEXT_SENTENCE_LABELS]
         bad["next_sentence_labels are not 0/1"] = (labels != 0) & (labels != 1)
     return bad
 
 
 def count_samples(arrays: dict[str, np.ndarray], special: SpecialIds, nsp: bool) -> SampleCounts:
-    ids, mask = arrays["input_ids"], arrays["input_mask"]
-    pos, lab = arrays["masked_lm_positions"], arrays["masked_lm_ids"]
+    ids, mask = arrays[formats.INPUT_IDS], arrays[formats.INPUT_MASK]
+    pos, lab = arrays[formats.MASKED_LM_POSITIONS], arrays[formats.MASKED_LM_IDS]
     length = (mask == 1).sum(axis=1)
     used = pos > 0
     shown = np.take_along_axis(ids, np.clip(pos, 0, ids.shape[1] - 1), axis=1)
@@ -209,7 +209,7 @@ def count_samples(arrays: dict[str, np.ndarray], special: SpecialIds, nsp: bool)
         masked_as_mask=as_mask,
         masked_kept=kept,
         masked_random=masked - as_mask - kept,
-        random_next=int(arrays[formats.NSP_DATASET[0]].sum()) if nsp else 0,
+        random_next=int(arrays[formats.NEXT_SENTENCE_LABELS].sum()) if nsp else 0,
     )
 
 
@@ -256,7 +256,7 @@ def check_sample_file(path: str | Path, rules: SampleRules, name: str | None = N
                 return check
             nsp, n_rows = layout
             check.rows = n_rows
-            names = list(formats.SAMPLE_DATASETS) + ([formats.NSP_DATASET[0]] if nsp else [])
+            names = list(formats.sample_datasets(nsp))
             row_problems = _RowProblems(check.name)
             for lo, arrays in _read_slabs(f, names, n_rows, check):
                 row_problems.add(find_bad_rows(arrays, rules, nsp), lo)
@@ -296,14 +296,11 @@ def _check_layout(f, rules: SampleRules, check: FileCheck) -> tuple[bool, int] |
     problems = check.problems
     sizes = {"S": rules.max_seq_length, "M": rules.max_predictions_per_seq}
     n_rows = None
-    wanted = dict(formats.SAMPLE_DATASETS)
-    nsp_name, nsp_dtype = formats.NSP_DATASET
+    nsp_name = formats.NEXT_SENTENCE_LABELS
     nsp = nsp_name in f if rules.nsp is None else rules.nsp
-    if nsp:
-        wanted[nsp_name] = (nsp_dtype, None)
-    elif nsp_name in f:
+    if not nsp and nsp_name in f:
         problems.append(Problem(check.name, f"has {nsp_name} but the samples are declared without NSP"))
-    for name, (dtype, width_key) in wanted.items():
+    for name, (dtype, width_key) in formats.sample_datasets(nsp).items():
         if name not in f or not hasattr(f[name], "dtype"):
             problems.append(Problem(check.name, f"dataset {name} is missing"))
             continue
@@ -419,7 +416,7 @@ def _sample_names(folder: Path) -> list[str]:
         parsed = formats.parse_sample_file_name(name)
         return (0, formats.SPLITS.index(parsed[0]), parsed[1], name) if parsed else (1, "", 0, name)
 
-    return sorted((p.name for p in folder.glob("*.hdf5")), key=order)
+    return sorted((p.name for p in folder.glob(f"*{formats.SAMPLE_SUFFIX}")), key=order)
 
 
 @dataclass
@@ -499,7 +496,7 @@ def _plan_without_manifest(config: ValidateConfig) -> _Plan:
         )
     names = _sample_names(folder)
     if not names:
-        raise file_error(folder, f"no *.hdf5 sample files and no {formats.MANIFEST_FILE}")
+        raise file_error(folder, f"no *{formats.SAMPLE_SUFFIX} sample files and no {formats.MANIFEST_FILE}")
     vocab = read_vocab(config.vocab)
     rules = SampleRules(
         vocab_size=len(vocab),

@@ -112,10 +112,8 @@ def check_sample_file(ref: SampleFileRef, manifest: formats.Manifest, nsp: bool)
     """The file holds every dataset the manifest promises, with its dtype and shape."""
     import h5py
 
-    dims = {"S": manifest.max_seq_length, "M": manifest.max_predictions_per_seq}
-    expected = {name: (dtype, (ref.rows, dims[dim])) for name, (dtype, dim) in formats.SAMPLE_DATASETS.items()}
-    if nsp:
-        expected[formats.NSP_DATASET[0]] = (formats.NSP_DATASET[1], (ref.rows,))
+    shapes = formats.sample_shapes(nsp, manifest.max_seq_length, manifest.max_predictions_per_seq)
+    expected = {name: (dtype, (ref.rows, *shape)) for name, (dtype, shape) in shapes.items()}
     try:
         with h5py.File(ref.path, "r") as f:
             for name, (dtype, shape) in expected.items():
@@ -264,22 +262,18 @@ class SampleReader:
             self._open.popitem()[1].close()
 
 
-def dataset_names(nsp: bool) -> list[str]:
-    return list(formats.SAMPLE_DATASETS) + ([formats.NSP_DATASET[0]] if nsp else [])
-
-
 def model_inputs(arrays: dict[str, np.ndarray], pin: bool) -> dict[str, torch.Tensor]:
     """Sample arrays -> the model's keyword arguments (int64 tensors; labels -100 on unused mask slots)."""
-    positions = arrays["masked_lm_positions"]
+    positions = arrays[formats.MASKED_LM_POSITIONS]
     inputs = {
-        "input_ids": arrays["input_ids"],
-        "token_type_ids": arrays["segment_ids"],
-        "attention_mask": arrays["input_mask"],
+        "input_ids": arrays[formats.INPUT_IDS],
+        "token_type_ids": arrays[formats.SEGMENT_IDS],
+        "attention_mask": arrays[formats.INPUT_MASK],
         "masked_lm_positions": positions,
-        "labels": np.where(positions > 0, arrays["masked_lm_ids"], IGNORE_INDEX),
+        "labels": np.where(positions > 0, arrays[formats.MASKED_LM_IDS], IGNORE_INDEX),
     }
-    if formats.NSP_DATASET[0] in arrays:
-        inputs["next_sentence_label"] = arrays[formats.NSP_DATASET[0]]
+    if formats.NEXT_SENTENCE_LABELS in arrays:
+        inputs["next_sentence_label"] = arrays[formats.NEXT_SENTENCE_LABELS]
     tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.int64)) for k, v in inputs.items()}
     return {k: t.pin_memory() for k, t in tensors.items()} if pin else tensors
 
@@ -302,7 +296,7 @@ def train_batches(
     samples: TrainingSamples, layout: LoaderLayout, start: DataPosition, nsp: bool = False, pin: bool = False
 ) -> Iterator[MicroBatch]:
     """The endless stream of this rank's micro-batches from `start` on (epoch after epoch)."""
-    reader = SampleReader(samples.train, dataset_names(nsp))
+    reader = SampleReader(samples.train, list(formats.sample_datasets(nsp)))
     epoch, skip = start.epoch, start.micro_batch
     try:
         while True:
@@ -339,7 +333,7 @@ def _epoch_batches(
         rows = _take(_permute(rows, order.permutation(window_rows)), max(0, first_row - window_start))
         window_start += window_rows
         pending = _concat(pending, rows)
-        while len(pending["input_ids"]) >= mb and index < plan.micro_batches:
+        while len(pending[formats.INPUT_IDS]) >= mb and index < plan.micro_batches:
             index += 1
             position = DataPosition(epoch, index) if index < plan.micro_batches else DataPosition(epoch + 1, 0)
             yield MicroBatch(model_inputs(_take(pending, 0, mb), pin), position)
@@ -367,7 +361,7 @@ def validation_batches(
         b = Block(b.file, b.start, min(b.stop, b.start + max_samples - total))
         chosen.append(b)
         total += b.rows
-    reader = SampleReader(samples.test, dataset_names(nsp))
+    reader = SampleReader(samples.test, list(formats.sample_datasets(nsp)))
     try:
         for block in deal_blocks(chosen, layout.world_size)[layout.rank]:
             arrays = reader.read(block)

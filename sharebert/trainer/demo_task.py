@@ -131,11 +131,11 @@ def iter_corpus_sentences(prepared_dir: Path, info: dict, vocab: list[str]):
     for shard in shards:
         path = prepared_dir / shard["file"]
         parquet = pq.ParquetFile(path)
-        has_text = "text" in parquet.schema_arrow.names
-        columns = ["id", "text" if has_text else "sentences"]
+        has_text = formats.TEXT_COLUMN in parquet.schema_arrow.names
+        columns = [formats.ID_COLUMN, formats.TEXT_COLUMN if has_text else formats.SENTENCES_COLUMN]
         for batch in parquet.iter_batches(columns=columns, batch_size=256):
             rows = batch.to_pydict()
-            for doc_id, sentences in zip(rows["id"], rows[columns[1]]):
+            for doc_id, sentences in zip(rows[formats.ID_COLUMN], rows[columns[1]]):
                 for sentence in sentences:
                     yield doc_id, sentence if has_text else decode_word_pieces(sentence, vocab)
 
