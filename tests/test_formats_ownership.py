@@ -40,6 +40,7 @@ FORMATS = "sharebert/pipeline/formats.py"
 MODEL_IO = "sharebert/trainer/model_io.py"
 GLUE = "sharebert/trainer/glue.py"  # reads GLUE data in the Hugging Face hub's own file layout
 HF_SOURCE = "sharebert/pipeline/sources/hf.py"  # reads Hugging Face datasets (prepare's --hf-dataset input)
+METRICS = "sharebert/trainer/metrics.py"
 
 # literal -> (kind, modules allowed to write it)
 OWNED: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -60,7 +61,14 @@ OWNED: dict[str, tuple[str, tuple[str, ...]]] = {
     "masked_lm_positions": (DATASET, (FORMATS,)),
     "masked_lm_ids": (DATASET, (FORMATS,)),
     "next_sentence_labels": (DATASET, (FORMATS,)),
+    "metrics.jsonl": (NAME, (METRICS,)),
+    "config.json": (NAME, (MODEL_IO,)),
+    "model.safetensors": (NAME, (MODEL_IO,)),
+    "pytorch_model.bin": (NAME, (MODEL_IO,)),
+    "tokenizer_config.json": (NAME, (MODEL_IO,)),
 }
+# Names of the constants that hold a literal of OWNED: defined (assigned) only in their owner.
+OWNED_CONSTANTS = {"MODEL_DIR": MODEL_IO, "METRICS_FILE": METRICS, "VOCAB_FILE": FORMATS}
 
 COLUMN_ACCESSORS = {"column", "field", "select", "drop_columns", "read_spill"}
 COLUMN_KEYWORDS = {"columns", "use_dictionary"}
@@ -254,6 +262,17 @@ def _dict_keys(node: ast.expr, scope: _Scope) -> Iterator[ast.Constant]:
 def test_owned_literals_appear_only_in_their_owners():
     misplaced = find_misplaced()
     assert not misplaced, "use the constants of the owner module instead:\n" + "\n".join(misplaced)
+
+
+def test_the_constants_are_defined_only_by_their_owner():
+    redefined = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        module = path.relative_to(ROOT).as_posix()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            for target in node.targets if isinstance(node, ast.Assign) else []:
+                if isinstance(target, ast.Name) and OWNED_CONSTANTS.get(target.id, module) != module:
+                    redefined.append(f"{module}:{node.lineno}: {target.id} = (owned by {OWNED_CONSTANTS[target.id]})")
+    assert redefined == []
 
 
 def test_every_owner_exists_and_defines_its_literal():

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import ast
 import io
 import logging
 import random
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,17 +13,6 @@ from fake_wandb import install_fake_wandb, set_wandb_credentials
 
 from sharebert.trainer.metrics import MetricsFile, start_wandb
 from sharebert.trainer.runtime import capture_rng, restore_rng
-
-PACKAGE = Path(__file__).resolve().parents[1] / "sharebert"
-MODEL_IO, METRICS = "trainer/model_io.py", "trainer/metrics.py"
-OWNER_OF_FILE_NAME = {
-    "metrics.jsonl": METRICS,
-    "config.json": MODEL_IO,
-    "model.safetensors": MODEL_IO,
-    "pytorch_model.bin": MODEL_IO,
-    "tokenizer_config.json": MODEL_IO,
-}
-OWNER_OF_CONSTANT = {"MODEL_DIR": MODEL_IO, "METRICS_FILE": METRICS}
 
 
 # ------------------------------------------------------------------------------------ metrics.jsonl
@@ -121,22 +108,3 @@ def test_rng_state_round_trips_through_a_weights_only_checkpoint():
     restore_rng(torch.load(buffer, weights_only=True)["rng"])
     assert draws() == expected
     assert draws() != expected
-
-
-# ------------------------------------------------------------------------------------ one owner per name
-def modules():
-    for path in sorted(PACKAGE.rglob("*.py")):
-        yield path.relative_to(PACKAGE).as_posix(), ast.parse(path.read_text(encoding="utf-8"))
-
-
-def test_trainer_file_names_are_spelled_only_by_their_owner():
-    elsewhere = []
-    for module, tree in modules():
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and OWNER_OF_FILE_NAME.get(node.value, module) != module:
-                elsewhere.append(f"{module}:{node.lineno} {node.value!r}")
-            targets = node.targets if isinstance(node, ast.Assign) else []
-            for name in (t.id for t in targets if isinstance(t, ast.Name)):
-                if OWNER_OF_CONSTANT.get(name, module) != module:
-                    elsewhere.append(f"{module}:{node.lineno} {name} =")
-    assert elsewhere == []
