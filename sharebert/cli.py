@@ -70,7 +70,7 @@ def _add_prepare(sub, common) -> None:
     )
 
     def run_prepare(args) -> int:
-        from .pipeline.prepare import PrepareConfig, default_workers, prepare
+        from .pipeline.prepare import PrepareConfig, prepare
 
         config = PrepareConfig(
             output_dir=args.output,
@@ -82,7 +82,7 @@ def _add_prepare(sub, common) -> None:
             num_test_shards=args.num_test_shards,
             frac_test=args.frac_test,
             seed=args.seed,
-            workers=args.workers if args.workers is not None else default_workers(),
+            workers=args.workers,
             keep_text=args.keep_text,
             overwrite=args.overwrite,
             text_column=args.text_column,
@@ -144,12 +144,10 @@ _SHARED_MASK_OPTIONS = ("max_seq_length", "max_predictions_per_seq", "masked_lm_
 
 def _run_mask(args) -> int:
     from .errors import ConfigError
-    from .pipeline.prepare import default_workers
 
     def given(names):
         return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
-    workers = args.workers if args.workers is not None else default_workers()
     if args.validate_only:
         misplaced = given(_MASK_ONLY_OPTIONS)
         if misplaced:
@@ -157,7 +155,9 @@ def _run_mask(args) -> int:
             raise ConfigError(f"{flags}: not used with --validate-only")
         from .pipeline.validate import ValidateConfig, validate_samples
 
-        validate_samples(ValidateConfig(args.folder, vocab=args.vocab, workers=workers, **given(_SHARED_MASK_OPTIONS)))
+        validate_samples(
+            ValidateConfig(args.folder, vocab=args.vocab, workers=args.workers, **given(_SHARED_MASK_OPTIONS))
+        )
         return 0
     if args.vocab is not None:
         raise ConfigError("--vocab: only used with --validate-only (mask takes the vocab of PREPARED_DIR)")
@@ -166,7 +166,7 @@ def _run_mask(args) -> int:
     from .pipeline.mask import MaskConfig, mask
 
     options = given(_MASK_ONLY_OPTIONS + _SHARED_MASK_OPTIONS)
-    mask(MaskConfig(prepared_dir=args.folder, output_dir=options.pop("output"), workers=workers, **options))
+    mask(MaskConfig(prepared_dir=args.folder, output_dir=options.pop("output"), workers=args.workers, **options))
     return 0
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import h5py
 import numpy as np
@@ -158,7 +159,10 @@ def test_resume_remakes_only_missing_or_changed_files(prepared, tmp_path):
 def test_other_settings_are_refused_unless_overwrite(prepared, tmp_path):
     out = tmp_path / "samples"
     _run(prepared, out)
-    with pytest.raises(ConfigError, match=r"dup_factor 2 -> 1.*--overwrite"):
+    with pytest.raises(
+        DataError,
+        match=rf"{re.escape(str(out))}: holds the output of a different mask run \(settings differ: dup_factor 2 -> 1\).*--overwrite",
+    ):
         _run(prepared, out, dup_factor=1)
     assert formats.read_manifest(out).settings["dup_factor"] == 2  # the refused run changed nothing
     manifest = _run(prepared, out, dup_factor=1, overwrite=True)
@@ -177,7 +181,9 @@ def test_foreign_samples_are_refused(prepared, tmp_path):
     out = tmp_path / "samples"
     out.mkdir()
     (out / "train_shard_0.hdf5").write_bytes(b"someone else's file")
-    with pytest.raises(ConfigError, match="another run"):
+    with pytest.raises(
+        DataError, match=rf"{re.escape(str(out))}: holds the output of a different mask run \(files of an unknown"
+    ):
         _run(prepared, out)
     _run(prepared, out, overwrite=True)
     assert check_folder(ValidateConfig(out)).problems == []

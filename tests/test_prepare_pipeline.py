@@ -16,7 +16,7 @@ from sharebert.errors import ConfigError, DataError
 from sharebert.pipeline import formats, prepare_output
 from sharebert.pipeline import prepare as prepare_module
 from sharebert.pipeline.encode import SentenceEncoder
-from sharebert.pipeline.prepare import WORK_DIR, InputSpec, PrepareConfig, prepare
+from sharebert.pipeline.prepare import InputSpec, PrepareConfig, prepare
 
 MARKUP = ("{{", "}}", "[[", "]]", "{|", "|}", "<ref", "&lt;", "'''", "==")
 
@@ -188,7 +188,10 @@ def test_interrupted_runs_resume_to_the_same_bytes(corpus, tmp_path, monkeypatch
         run(corpus, out)
     with pytest.raises(DataError, match="missing: the folder is not a complete"):
         formats.read_prepare_info(out)
-    assert sorted(p.name for p in (out / WORK_DIR).glob("batch-*")) == ["batch-000000.arrow", "batch-000001.arrow"]
+    assert sorted(p.name for p in (out / formats.PREPARE_WORK_DIR).glob("batch-*")) == [
+        "batch-000000.arrow",
+        "batch-000001.arrow",
+    ]
 
     def interrupt(*args):
         raise KeyboardInterrupt
@@ -222,7 +225,9 @@ def test_an_interrupted_run_whose_inputs_changed_starts_over(corpus, tmp_path, m
     monkeypatch.setattr(prepare_module, "process_batch", crash_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
         run(corpus, tmp_path / "out", inputs=inputs, keep_text=True)
-    assert (tmp_path / "out" / WORK_DIR / "batch-000000.arrow").exists()  # a finished spill of the old text
+    assert (
+        tmp_path / "out" / formats.PREPARE_WORK_DIR / "batch-000000.arrow"
+    ).exists()  # a finished spill of the old text
     monkeypatch.setattr(prepare_module, "process_batch", real_process_batch)
     text.write_bytes(text.read_bytes().replace(b"king", b"kong"))  # same size: only the mtime tells
     info = run(corpus, tmp_path / "out", inputs=inputs, keep_text=True)

@@ -154,8 +154,6 @@ HDF5_CHUNK_ROWS = 1024
 HDF5_COMPRESSION = "gzip"
 HDF5_COMPRESSION_LEVEL = 1  # measured: level 4 writes ~1.5x slower for ~3% smaller files (docs/mask.md)
 HDF5_SHUFFLE = True  # byte-shuffle filter before gzip (built into HDF5): smaller and faster
-# Resume state of `sharebert mask` inside SAMPLES_DIR: the run's settings and one record per finished file.
-MASK_STATE_DIR = ".mask-state"
 
 # name -> (numpy dtype, shape after the row axis: "S" = max_seq_length, "M" = max_predictions_per_seq)
 SAMPLE_DATASETS = {
@@ -297,6 +295,20 @@ def verify_manifest_files(folder: Path, manifest: Manifest, hash_files: bool) ->
             raise file_error(p, f"{size} bytes but {MANIFEST_FILE} says {f.bytes}: file changed after `sharebert mask`")
         if hash_files and sha256_file(p) != f.sha256:
             raise file_error(p, f"sha256 differs from {MANIFEST_FILE}: file changed after `sharebert mask`")
+
+
+# ---------------------------------------------------------------- work and state files of a run folder
+# Hidden inside a stage's output folder: what a rerun needs to resume, or to refuse another run.
+# pipeline/run_folder.py manages them; docs/prepare.md and docs/mask.md describe them.
+# PREPARED_DIR/.prepare-work/ holds the run file, the records and the run's scratch files; it is removed
+# when prepare finishes.
+PREPARE_WORK_DIR = ".prepare-work"
+PREPARE_RUN_FILE = "run.json"  # {"identity": ..., "resume_key": ...}
+PREPARE_RECORDS_DIR = "shards"  # one NAME.json per finished shard: its prepare.json entry
+# SAMPLES_DIR/.mask-state/ stays after mask finishes: a rerun checks every file against its record.
+MASK_STATE_DIR = ".mask-state"
+MASK_RUN_FILE = "settings.json"  # the run's identity: settings, sha256 of prepare.json and of the vocab
+MASK_RECORDS_DIR = "done"  # one NAME.json per finished file: its SampleFile entry and counts
 
 
 __all__ = [

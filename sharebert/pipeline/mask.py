@@ -11,10 +11,7 @@ docs/mask.md describes the files.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,22 +20,14 @@ import numpy as np
 
 from .. import __version__
 from ..errors import ConfigError, DataError, file_error
-from ..fileio import (
-    atomic_path,
-    json_dumps,
-    read_json,
-    remove_stale_parts,
-    sha256_file,
-    temporary_path,
-    write_bytes_atomic,
-    write_json_atomic,
-)
+from ..fileio import atomic_path, sha256_file, write_bytes_atomic
 from ..progress import progress_bar
 from ..tokenization import SpecialIds, read_vocab, replacement_token_ids, special_ids
 from . import formats
 from .instances import InstanceSpans, ShardTokens, assemble_tokens, build_instance_spans
 from .masking import MaskingSpec, mask_rows, word_continuation_table
-from .parallel import WorkerPool
+from .parallel import WorkerPool, default_workers
+from .run_folder import Layout, RunFolder, UnitRecords
 from .validate import SampleCounts, SampleRules, check_sample_file, describe_summary
 
 log = logging.getLogger(__name__)
@@ -46,8 +35,6 @@ log = logging.getLogger(__name__)
 SPLIT_CODES = {"train": 0, "test": 1}
 BLOCK_ROWS = 8 * formats.HDF5_CHUNK_ROWS  # rows assembled, masked and written at once
 MIN_SEQ_LENGTH = 8
-SETTINGS_FILE = "settings.json"
-DONE_DIR = "done"
 TASKS_PER_WORKER = 8  # at least this many tasks per worker, when shards are few (see _group_tasks)
 # Imported once in the workers' fork server (not once per worker).
 WORKER_MODULES = ("sharebert.pipeline.mask", "numpy.random", "h5py", "pyarrow.parquet", "pyarrow.compute")
@@ -65,13 +52,15 @@ class MaskConfig:
     seed: int = 42
     nsp: bool = False
     whole_word_masking: bool = False
-    workers: int = 1
+    workers: int | None = None  # None: every core (parallel.default_workers)
     overwrite: bool = False
     gzip_level: int = formats.HDF5_COMPRESSION_LEVEL
 
     def __post_init__(self):
         object.__setattr__(self, "prepared_dir", Path(self.prepared_dir))
         object.__setattr__(self, "output_dir", Path(self.output_dir))
+        if self.workers is None:
+            object.__setattr__(self, "workers", default_workers())
         if self.max_seq_length < MIN_SEQ_LENGTH:
             raise ConfigError(f"max_seq_length must be at least {MIN_SEQ_LENGTH}, got {self.max_seq_length}")
         if not 1 <= self.max_predictions_per_seq <= self.max_seq_length - 2:
@@ -123,6 +112,7 @@ class _Job:
     special: SpecialIds
     masking: MaskingSpec
     rules: SampleRules
+    records: UnitRecords  # one per finished file, named after it
 
 
 @dataclass(frozen=True)
@@ -156,18 +146,19 @@ def mask(config: MaskConfig) -> formats.Manifest:
     info = formats.read_prepare_info(config.prepared_dir)
     tasks = _make_tasks(info, config.dup_factor)
     workers = min(config.workers, max(len(tasks), 1))
+    folder = RunFolder(config.output_dir, LAYOUT)
     # The workers' fork server boots (imports numpy, h5py, pyarrow) while this process does its own set-up.
     with WorkerPool(workers, preload=WORKER_MODULES) as pool:
         vocab_path = config.prepared_dir / formats.VOCAB_FILE
         vocab = read_vocab(vocab_path)
         vocab_info = _vocab_info(vocab_path, vocab, info)
-        pool.initialize(_set_job, _make_job(config, vocab))
+        pool.initialize(_set_job, _make_job(config, vocab, folder.records))
         state = {
             "settings": config.settings(),
             "prepare_sha256": sha256_file(config.prepared_dir / formats.PREPARE_INFO_FILE),
             "vocab_sha256": vocab_info["sha256"],
         }
-        _claim_output_dir(config, state)
+        folder.claim(state, overwrite=config.overwrite)
         write_bytes_atomic(config.output_dir / formats.VOCAB_FILE, vocab_path.read_bytes())
         log.info(
             "%s: %d shards x %d duplicates -> %d files in %s, %d workers",
@@ -213,7 +204,7 @@ def _vocab_info(vocab_path: Path, vocab: list[str], info: dict) -> dict:
     }
 
 
-def _make_job(config: MaskConfig, vocab: list[str]) -> _Job:
+def _make_job(config: MaskConfig, vocab: list[str], records: UnitRecords) -> _Job:
     special = special_ids(vocab)
     replacement = replacement_token_ids(vocab)
     masking = MaskingSpec(
@@ -235,7 +226,7 @@ def _make_job(config: MaskConfig, vocab: list[str]) -> _Job:
         whole_word_masking=config.whole_word_masking,
         replacement_allowed=allowed,
     )
-    return _Job(config.prepared_dir, config.output_dir, config, len(vocab), special, masking, rules)
+    return _Job(config.prepared_dir, config.output_dir, config, len(vocab), special, masking, rules, records)
 
 
 def _make_tasks(info: dict, dup_factor: int) -> list[_Task]:
@@ -268,78 +259,27 @@ def _group_tasks(tasks: list[_Task], dup_factor: int, workers: int) -> list[list
 
 
 # ---------------------------------------------------------------- the output folder and resume state
-def _claim_output_dir(config: MaskConfig, state: dict) -> None:
-    """Make the folder ours: refuse other settings (unless overwrite), clear leftovers, save the settings."""
-    out = config.output_dir
-    state_dir = out / formats.MASK_STATE_DIR
-    if out.exists() and not out.is_dir():
-        raise file_error(out, "exists and is not a folder")
-    previous = read_json(state_dir / SETTINGS_FILE) if (state_dir / SETTINGS_FILE).exists() else None
-    has_outputs = out.is_dir() and (
-        any(formats.parse_sample_file_name(p.name) for p in out.iterdir()) or (out / formats.MANIFEST_FILE).exists()
-    )
-    if config.overwrite:
-        _clear_outputs(out)
-    elif previous is not None and previous != state:
-        raise ConfigError(
-            f"{out} holds samples made with other settings ({_describe_difference(previous, state)}); "
-            "rerun with the same settings to resume, or pass --overwrite to replace them"
-        )
-    elif previous is None and has_outputs:
-        raise ConfigError(f"{out} already holds sample files of another run; pass --overwrite to replace them")
-    (state_dir / DONE_DIR).mkdir(parents=True, exist_ok=True)
-    removed = remove_stale_parts(out) + remove_stale_parts(state_dir / DONE_DIR)
-    if removed:
-        log.info("%s: removed %d unfinished files of an interrupted run", out, removed)
-    with contextlib.suppress(FileNotFoundError):
-        (out / formats.MANIFEST_FILE).unlink()  # rewritten at the end; its presence means complete
-    write_json_atomic(state_dir / SETTINGS_FILE, state)
-
-
-def _clear_outputs(out: Path) -> None:
-    if not out.is_dir():
-        return
-    for p in out.iterdir():
-        if formats.parse_sample_file_name(p.name) or p.name in (formats.MANIFEST_FILE, formats.VOCAB_FILE):
-            p.unlink()
-    shutil.rmtree(out / formats.MASK_STATE_DIR, ignore_errors=True)
-
-
-def _describe_difference(previous: dict, state: dict) -> str:
-    changes = []
-    old_settings, new_settings = previous.get("settings", {}), state["settings"]
-    for key in sorted(set(old_settings) | set(new_settings)):
-        if old_settings.get(key) != new_settings.get(key):
-            changes.append(f"{key} {old_settings.get(key)!r} -> {new_settings.get(key)!r}")
-    if previous.get("prepare_sha256") != state["prepare_sha256"]:
-        changes.append(f"a different {formats.PREPARE_INFO_FILE}")
-    if previous.get("vocab_sha256") != state["vocab_sha256"]:
-        changes.append("a different vocab")
-    return ", ".join(changes) or "unknown difference"
-
-
-def _done_path(output_dir: Path, name: str) -> Path:
-    return output_dir / formats.MASK_STATE_DIR / DONE_DIR / f"{name}.json"
-
-
-def _write_done_record(path: Path, record: dict) -> None:
-    """Temp name + rename, without fsync (one fsync costs more than a small file's samples): a record lost
-    or damaged in a crash only means its file is made again, to the same bytes."""
-    tmp = temporary_path(path)
-    tmp.write_text(json_dumps(record), encoding="utf-8")
-    os.replace(tmp, path)
+LAYOUT = Layout(
+    stage="mask",
+    work_dir=formats.MASK_STATE_DIR,
+    run_file=formats.MASK_RUN_FILE,
+    records_dir=formats.MASK_RECORDS_DIR,
+    finished_file=formats.MANIFEST_FILE,
+    is_unit_file=formats.parse_sample_file_name,
+    side_files=(formats.VOCAB_FILE,),
+    differences={"prepare_sha256": f"{formats.PREPARE_INFO_FILE} differs", "vocab_sha256": "vocab file differs"},
+)
 
 
 def _reusable(job: _Job, task: _Task) -> _Result | None:
     """The record of a file a previous run finished, if the file is still exactly what it wrote."""
-    done, path = _done_path(job.output_dir, task.name), job.output_dir / task.name
-    if not (done.exists() and path.exists()):
+    record, path = job.records.read(task.name), job.output_dir / task.name
+    if record is None or not path.exists():
         return None
     try:
-        record = read_json(done)
         file = formats.SampleFile(**record["file"])
         counts = SampleCounts(**record["counts"])
-    except (DataError, KeyError, TypeError):
+    except (KeyError, TypeError):
         return None
     if (file.source_shard, file.duplicate) != (task.shard_file, task.duplicate):
         return None
@@ -383,7 +323,7 @@ def _make_file(job: _Job, task: _Task, shard: ShardTokens) -> _Result:
         source_shard=task.shard_file,
         duplicate=task.duplicate,
     )
-    _write_done_record(_done_path(job.output_dir, task.name), {"file": asdict(file), "counts": check.counts.as_dict()})
+    job.records.write(task.name, {"file": asdict(file), "counts": check.counts.as_dict()})
     return _Result(file, check.counts, reused=False)
 
 

@@ -1,9 +1,7 @@
 """The task runner shared by `prepare` and `mask`.
 
-Work is a list of independent tasks. Which tasks a machine runs is the pure function
-`tasks[rank::world_size]` (no coordinator), so the same code can later be driven by another engine
-(Slurm array jobs, Dask, Ray). On one machine tasks run in a process pool; results come back in task
-order, so outputs never depend on the number of workers.
+Work is a list of independent tasks, run in a process pool; results come back in task order, so
+outputs never depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -29,11 +27,12 @@ _ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THR
 _ARROW_POOL = ("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 
-def select_tasks(tasks: Sequence[T], rank: int = 0, world_size: int = 1) -> list[T]:
-    """The tasks that machine `rank` of `world_size` runs."""
-    if not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} is outside [0, {world_size})")
-    return list(tasks[rank::world_size])
+def default_workers() -> int:
+    """The workers a stage runs when not told: one per core this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _init_worker(initializer: Callable | None, initargs: tuple) -> None:

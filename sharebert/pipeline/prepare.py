@@ -17,12 +17,9 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
-import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,11 +29,11 @@ from ..fileio import write_bytes_atomic, write_json_atomic
 from ..progress import progress_bar
 from ..tokenization import read_vocab
 from . import formats, prepare_output
-from .balance import MAX_IMBALANCE, Placement, place_documents
+from .balance import Placement, place_documents
 from .parallel import WorkerPool
-from .prepare_output import WORK_DIR
+from .prepare_config import INPUT_KINDS, InputSpec, PrepareConfig
 from .records import DocumentPart, RawDocument, ReadStats
-from .segment import MAX_SENTENCE_CHARS
+from .run_folder import Claim, RunFolder
 from .shards import ShardGroupTask, ShardSpec, write_shard_group
 from .sources import open_source
 from .sources.common import Source
@@ -54,10 +51,6 @@ from .spill import (
 
 log = logging.getLogger(__name__)
 
-INPUT_KINDS = ("wiki", "books", "text", "hf", "builtin")
-DEFAULT_TRAIN_VOCAB = 30522
-MIN_TRAIN_VOCAB = 32
-MAX_SHARDS = 99999  # shard names carry five digits
 # A batch (one phase-1 task) closes at this many characters of raw text or documents.
 BATCH_CHARS = 1 << 20
 BATCH_DOCUMENTS = 2048
@@ -72,116 +65,23 @@ WORKER_MODULES = (
 )  # imported once, in the fork server
 
 
-@dataclass(frozen=True)
-class InputSpec:
-    kind: str  # one of INPUT_KINDS
-    path: str  # as the user gave it (a hub name for hf, ignored for builtin)
-
-
-def default_workers() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-@dataclass
-class PrepareConfig:
-    output_dir: Path
-    inputs: list[InputSpec] = field(default_factory=list)  # empty: the built-in corpus
-    vocab: Path | None = None  # a BERT vocab.txt; None: train one (train_vocab tokens)
-    train_vocab: int | None = None
-    lowercase: bool = True
-    num_train_shards: int = 16
-    num_test_shards: int = 2
-    frac_test: float = 0.1
-    seed: int = 42
-    workers: int = field(default_factory=default_workers)
-    keep_text: bool = False
-    overwrite: bool = False
-    text_column: str = "text"
-    hf_split: str = "train"
-
-    def __post_init__(self):
-        self.output_dir = Path(self.output_dir)
-        self.inputs = [i if isinstance(i, InputSpec) else InputSpec(*i) for i in self.inputs]
-        self.used_default_input = not self.inputs
-        if not self.inputs:
-            self.inputs = [InputSpec("builtin", "python-stdlib")]
-        for spec in self.inputs:
-            if spec.kind not in INPUT_KINDS:
-                raise ConfigError(f"input kind {spec.kind!r} is not one of {', '.join(INPUT_KINDS)}")
-        seen = set()
-        for spec in self.inputs:
-            key = (spec.kind, spec.path if spec.kind in ("hf", "builtin") else os.path.realpath(spec.path))
-            if key in seen:
-                raise ConfigError(f"input --{spec.kind} {spec.path} is given twice")
-            seen.add(key)
-        if self.vocab is not None and self.train_vocab is not None:
-            raise ConfigError("give either --vocab FILE or --train-vocab SIZE, not both")
-        if self.vocab is None and self.train_vocab is None:
-            self.train_vocab = DEFAULT_TRAIN_VOCAB
-        if self.vocab is not None:
-            self.vocab = Path(self.vocab)
-        if self.train_vocab is not None and not (
-            isinstance(self.train_vocab, int) and self.train_vocab >= MIN_TRAIN_VOCAB
-        ):
-            raise ConfigError(f"--train-vocab must be an integer >= {MIN_TRAIN_VOCAB}, got {self.train_vocab!r}")
-        _check_int("--num-train-shards", self.num_train_shards, 1, MAX_SHARDS)
-        _check_int("--num-test-shards", self.num_test_shards, 0, MAX_SHARDS)
-        _check_int("--seed", self.seed, 0, 2**63 - 1)
-        _check_int("--workers", self.workers, 1, 4096)
-        if not (isinstance(self.frac_test, (int, float)) and 0.0 <= self.frac_test < 1.0):
-            raise ConfigError(f"--frac-test must be in [0, 1), got {self.frac_test!r}")
-        if self.num_test_shards > 0 and self.frac_test == 0:
-            raise ConfigError(f"--num-test-shards {self.num_test_shards} needs --frac-test > 0")
-        if self.num_test_shards == 0 and self.frac_test > 0:
-            raise ConfigError(f"--frac-test {self.frac_test} needs --num-test-shards >= 1 (or use --frac-test 0)")
-        if not self.text_column:
-            raise ConfigError("--text-column must not be empty")
-
-    def settings(self) -> dict:
-        """Every setting that shapes the output (not --workers or --overwrite: they never change it)."""
-        return {
-            "seed": self.seed,
-            "num_train_shards": self.num_train_shards,
-            "num_test_shards": self.num_test_shards,
-            "frac_test": self.frac_test,
-            "lowercase": self.lowercase,
-            "vocab": str(self.vocab) if self.vocab is not None else None,
-            "train_vocab": self.train_vocab,
-            "keep_text": self.keep_text,
-            "text_column": self.text_column,
-            "hf_split": self.hf_split,
-            "max_imbalance": MAX_IMBALANCE,
-            "max_sentence_chars": MAX_SENTENCE_CHARS,
-            "row_group_rows": formats.ROW_GROUP_ROWS,
-            "row_group_tokens": formats.ROW_GROUP_TOKENS,
-            "compression": formats.SHARD_COMPRESSION,
-        }
-
-
-def _check_int(name: str, value, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-
-
 # ---------------------------------------------------------------- the stage
 def prepare(config: PrepareConfig) -> dict:
     """Write the prepared folder (or find it already complete) and return its prepare.json content."""
     started = time.perf_counter()
     # The workers' fork server boots in the background while the inputs are checked.
+    folder = prepare_output.run_folder(config)
     with WorkerPool(config.workers, preload=WORKER_MODULES) as pool:
-        sources, given, existing = _begin(config)
+        sources, given, existing = _begin(config, folder)
         if existing is not None:
             log.info("%s already holds this run (same inputs and settings): nothing to do", config.output_dir)
             return existing
-        work = config.output_dir / WORK_DIR
+        work = folder.work
         spills, results, stats, vocab_path, trained = _tokenized_spills(config, sources, work, pool, given)
         log.debug("phase 1 (read, clean, split, tokenize): %.2f s", time.perf_counter() - started)
         doc_tokens = np.concatenate([r.tokens for r in results]) if results else np.zeros(0, np.int64)
         if len(doc_tokens) == 0:
-            prepare_output.remove_work_dir(config.output_dir)
+            folder.remove_work()
             raise DataError(f"no documents extracted from {_describe_inputs(sources)} ({_describe_skips(stats)}): "
                             "nothing to write")  # fmt: skip
         placed = time.perf_counter()
@@ -189,19 +89,19 @@ def prepare(config: PrepareConfig) -> dict:
         log.debug("phase 2 (placement): %.2f s", time.perf_counter() - placed)
         np.savez(work / formats.PLACEMENT_FILE, **placement.as_arrays())
         written = time.perf_counter()
-        records = _write_shards(config, spills, results, work, pool)
+        records = _write_shards(config, spills, results, folder, pool)
         log.debug("phase 3 (shards): %.2f s", time.perf_counter() - written)
         pool.release()  # the workers exit while the last files are written
 
         write_bytes_atomic(config.output_dir / formats.VOCAB_FILE, Path(vocab_path).read_bytes())
         info = prepare_output.prepare_info(config, sources, stats, results, placement, records, vocab_path, trained)
         write_json_atomic(config.output_dir / formats.PREPARE_INFO_FILE, info)
-    shutil.rmtree(work, ignore_errors=True)
+    folder.remove_work()
     _log_summary(config, sources, info, time.perf_counter() - started)
     return info
 
 
-def _begin(config: PrepareConfig) -> tuple[list[Source], Tokenization | None, dict | None]:
+def _begin(config: PrepareConfig, folder: RunFolder) -> tuple[list[Source], Tokenization | None, dict | None]:
     """Check inputs and vocab, claim the output folder: (sources, tokenization of --vocab, finished run's info)."""
     if config.used_default_input:
         log.info("no input given: using the built-in corpus (pydoc topics and standard-library docstrings)")
@@ -215,9 +115,9 @@ def _begin(config: PrepareConfig) -> tuple[list[Source], Tokenization | None, di
     identity = prepare_output.run_identity(config, sources)
     resume_key = {"input_mtimes": prepare_output.input_mtimes(sources), "batch_chars": BATCH_CHARS,
                   "batch_documents": BATCH_DOCUMENTS, "dump_part_bytes": DUMP_PART_BYTES}  # fmt: skip
-    existing = prepare_output.claim_output_dir(config, identity, resume_key)
+    claim = folder.claim(identity, overwrite=config.overwrite, resume_key=resume_key, keep=config.vocab)
+    existing = formats.read_prepare_info(config.output_dir) if claim is Claim.COMPLETE else None
     if existing is None:
-        prepare_output.start_run(config.output_dir, identity, resume_key)
         log.info(
             "prepare: %d input(s), %.1f MB -> %s (%d train + %d test shards, %d worker(s))",
             len(sources), sum(s.size() for s in sources) / 1e6, config.output_dir,
@@ -415,18 +315,17 @@ def shard_specs(num_train: int, num_test: int) -> list[ShardSpec]:
     return specs
 
 
-def _write_shards(config, spills, results, work, pool) -> list[dict]:
+def _write_shards(config, spills, results, folder: RunFolder, pool) -> list[dict]:
     specs = shard_specs(config.num_train_shards, config.num_test_shards)
     per_task = min(math.ceil(len(specs) / config.workers), MAX_SHARDS_PER_TASK)
-    records_dir = work / prepare_output.RECORDS_DIR
     tasks = [
         ShardGroupTask(
             shards=specs[i : i + per_task],
             spills=[str(s) for s in spills],
             spill_rows=[len(r.tokens) for r in results],
-            placement=str(work / formats.PLACEMENT_FILE),
+            placement=str(folder.work / formats.PLACEMENT_FILE),
             output_dir=str(config.output_dir),
-            records_dir=str(records_dir),
+            records=folder.records,
             keep_text=config.keep_text,
         )
         for i in range(0, len(specs), per_task)

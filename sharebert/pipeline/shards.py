@@ -17,9 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import json_dumps, read_json, sha256_file, temporary_path
+from ..fileio import sha256_file, temporary_path
 from . import formats
 from .balance import Placement
+from .run_folder import UnitRecords
 from .spill import int_array, numpy_ints, read_spill, string_array
 
 
@@ -38,7 +39,7 @@ class ShardGroupTask:
     spill_rows: list[int]  # documents in each spill
     placement: str  # formats.PLACEMENT_FILE: the Placement arrays
     output_dir: str
-    records_dir: str
+    records: UnitRecords  # one per finished shard, named after its file
     keep_text: bool
 
 
@@ -54,7 +55,7 @@ def write_shard_group(task: ShardGroupTask) -> list[dict]:
             _route(task, placement, writers)
             for spec in todo:
                 record = writers.pop(spec.index).finish(spec)
-                _write_record(Path(task.records_dir) / f"{spec.file}.json", record)
+                task.records.write(spec.file, record)
                 done[spec.index] = record
         finally:
             for writer in writers.values():
@@ -62,19 +63,12 @@ def write_shard_group(task: ShardGroupTask) -> list[dict]:
     return [done[s.index] for s in task.shards]
 
 
-def _write_record(path: Path, record: dict) -> None:
-    # A scratch file of this run (no fsync): if it is lost, the shard is simply written again.
-    tmp = temporary_path(path)
-    tmp.write_text(json_dumps(record), encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def _finished_record(task: ShardGroupTask, spec: ShardSpec) -> dict | None:
-    record_path = Path(task.records_dir) / f"{spec.file}.json"
+    """The record of a shard a previous run finished, if the shard is still there with its size."""
+    record = task.records.read(spec.file)
     shard_path = Path(task.output_dir) / spec.file
-    if not (record_path.exists() and shard_path.exists()):
+    if record is None or not shard_path.exists():
         return None
-    record = read_json(record_path)
     return record if record.get("bytes") == shard_path.stat().st_size else None
 
 

@@ -19,7 +19,7 @@ from ..fileio import sha256_file
 from ..tokenization import SpecialIds, read_vocab, replacement_token_ids, special_ids
 from . import formats
 from .masking import predictions_per_row
-from .parallel import map_ordered
+from .parallel import default_workers, map_ordered
 
 log = logging.getLogger(__name__)
 
@@ -338,10 +338,12 @@ class ValidateConfig:
     max_predictions_per_seq: int | None = None
     masked_lm_prob: float | None = None
     whole_word_masking: bool | None = None
-    workers: int = 1
+    workers: int | None = None  # None: every core (parallel.default_workers)
 
     def __post_init__(self):
         object.__setattr__(self, "samples_dir", Path(self.samples_dir))
+        if self.workers is None:
+            object.__setattr__(self, "workers", default_workers())
         if self.vocab is not None:
             object.__setattr__(self, "vocab", Path(self.vocab))
         for name in ("max_seq_length", "max_predictions_per_seq"):
