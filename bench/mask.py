@@ -13,8 +13,8 @@ Each timed run is a fresh child process; its peak RSS is the summed resident mem
 (the stage, the fork server, the workers), sampled beside it. Timings include start-up (process pool,
 imports), as a user would see them. Mask runs are repeated (--repeat, interleaved) and the median shown.
 
-Issue targets, printed next to the measurements: mask >= 25,000 samples/s per worker; 2 workers
->= 1.8x one; the chain >= 8x the reference chain per core (its samples/s as quoted in issue 3).
+Targets, printed next to the measurements (docs/mask.md, Throughput): mask >= 25,000 samples/s per worker;
+2 workers >= 1.8x one; the chain >= 8x the reference chain per core (a reference figure, not measured here).
 
 Examples:
   python bench/mask.py                       # >= 30 MB of text, dup-factor 5
@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Where the real inputs are looked for when --dump / --vocab are not given: beside the checkout, not part of it.
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
@@ -42,15 +43,26 @@ from replica import write_replica  # noqa: E402
 from sharebert.pipeline import formats  # noqa: E402
 
 MB = 1e6
-# The reference chain (BERT's instance creation with its slow tokenizer, once per duplicate), as measured on
-# this kind of machine and quoted in issue 3; not measured here (its code is not part of sharebert).
+# The reference chain's samples/s per core (BERT's instance creation with its slow tokenizer, once per duplicate),
+# a figure measured on this kind of machine and described in docs/mask.md (Throughput); not measured here (its
+# code is not part of sharebert).
 REFERENCE_CHAIN_SAMPLES_PER_S = (830, 1190)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dump", type=Path, default=SHARED_DATA / "enwiki-sample.xml.bz2", help="a MediaWiki dump")
-    p.add_argument("--vocab", type=Path, default=SHARED_DATA / "bert-base-uncased-vocab.txt")
+    p.add_argument(
+        "--dump",
+        type=Path,
+        default=SHARED_DATA / "enwiki-sample.xml.bz2",
+        help="a MediaWiki dump (default: an enwiki sample in ../shared/data beside the checkout)",
+    )
+    p.add_argument(
+        "--vocab",
+        type=Path,
+        default=SHARED_DATA / "bert-base-uncased-vocab.txt",
+        help="a BERT vocab.txt (default: BERT's uncased vocab in ../shared/data beside the checkout)",
+    )
     p.add_argument("--target-mb", type=float, default=30.0, help="MB of article text to replicate the dump to")
     p.add_argument("--dup-factor", type=int, default=5)
     p.add_argument("--train-shards", type=int, default=16, help="train shards of the replica (prepare)")
@@ -202,7 +214,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         f"chain prepare + mask (dup-factor {args.dup_factor}), one core: {chain_seconds:.1f} s, "
         f"{text_mb / chain_seconds:.2f} MB of text/s, {chain_samples_per_s:,.0f} samples/s = "
         f"{chain_samples_per_s / high:.1f}x to {chain_samples_per_s / low:.1f}x the reference chain's "
-        f"{low:,}-{high:,} samples/s per core quoted in issue 3 (target >= 8x)"
+        f"{low:,}-{high:,} samples/s per core (docs/mask.md; target >= 8x)"
     )
     return results
 

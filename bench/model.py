@@ -3,7 +3,7 @@
 For the chosen preset it measures, in one run:
   * the rate of a plain bf16 N x N matmul (N = 8192 on a GPU), the ceiling the model is compared with;
   * sharebert's ShareBertForMaskedLM (autocast, fp32 master weights, fused AdamW; optionally torch.compile);
-  * the plain implementation of the spec (tests/reference_sharebert.py) in eager mode, same settings;
+  * the plain implementation of the model's definition (tests/reference_sharebert.py) in eager mode, same settings;
 and prints samples/s, achieved TFLOP/s, the fraction of the matmul rate, and the speed-up over the plain one.
 
 FLOPs of one step are counted analytically (matmuls only; a multiply-add is 2 FLOPs; the backward pass

@@ -16,9 +16,9 @@ What it does (everything under --work-dir, default a temporary folder):
      tokens/s, documents, peak RSS of the process tree; then the speed-up of the largest worker count
      over 1, and whether the runs wrote identical shards.
 
-Issue targets, printed next to the measurements: >= 4 MB/s of dump XML per worker end to end, and
-2 workers >= 1.8x one, on a 2-core machine. Timings are of the `prepare()` call inside the child
-(imports and interpreter start-up excluded; the worker pool's start-up included).
+Targets, printed next to the measurements (docs/prepare.md, Speed): >= 4 MB/s of dump XML per worker
+end to end, and 2 workers >= 1.8x one, on a 2-core machine. Timings are of the `prepare()` call inside
+the child (imports and interpreter start-up excluded; the worker pool's start-up included).
 
 Examples:
   python bench/prepare.py                     # >= 30 MB of XML, 1 and 2 workers
@@ -38,6 +38,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# Where the real inputs are looked for when --dump / --vocab are not given: beside the checkout, not part of it.
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
@@ -51,8 +52,18 @@ TARGET_SPEEDUP_2 = 1.8
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--dump", type=Path, default=SHARED_DATA / "enwiki-sample.xml.bz2", help="a MediaWiki dump")
-    p.add_argument("--vocab", type=Path, default=SHARED_DATA / "bert-base-uncased-vocab.txt")
+    p.add_argument(
+        "--dump",
+        type=Path,
+        default=SHARED_DATA / "enwiki-sample.xml.bz2",
+        help="a MediaWiki dump (default: an enwiki sample in ../shared/data beside the checkout)",
+    )
+    p.add_argument(
+        "--vocab",
+        type=Path,
+        default=SHARED_DATA / "bert-base-uncased-vocab.txt",
+        help="a BERT vocab.txt (default: BERT's uncased vocab in ../shared/data beside the checkout)",
+    )
     p.add_argument("--target-mb", type=float, default=30.0, help="MB of XML to repeat the dump's pages to")
     p.add_argument("--pages-per-stream", type=int, default=100, help="pages per bz2 stream (multistream layout)")
     p.add_argument("--single-stream", action="store_true", help="write the dump as one bz2 stream instead")

@@ -1,4 +1,4 @@
-"""Shared fixtures. `../shared/data` holds real test data; tests that need it skip when it is absent."""
+"""Shared fixtures. Every input the tests need is written by the tests themselves: a fresh clone runs them all."""
 
 from __future__ import annotations
 
@@ -6,28 +6,31 @@ import os
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
-ENWIKI_SAMPLE = SHARED_DATA / "enwiki-sample.xml.bz2"
-BERT_VOCAB = SHARED_DATA / "bert-base-uncased-vocab.txt"
+from wikidump import GeneratedDump, write_wiki_dump
 
 # Keep library thread pools small: the suite runs on 2 cores.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-
-@pytest.fixture(scope="session")
-def enwiki_sample() -> Path:
-    if not ENWIKI_SAMPLE.exists():
-        pytest.skip(f"{ENWIKI_SAMPLE} is absent")
-    return ENWIKI_SAMPLE
+WIKI_ARTICLES = 120
+WIKI_VOCAB_SIZE = 2000  # more than the generated text supports: the trainer stops when nothing is left to merge
 
 
 @pytest.fixture(scope="session")
-def bert_vocab() -> Path:
-    if not BERT_VOCAB.exists():
-        pytest.skip(f"{BERT_VOCAB} is absent")
-    return BERT_VOCAB
+def wiki_dump(tmp_path_factory) -> GeneratedDump:
+    """A MediaWiki dump shaped like an enwiki pages-articles dump (one bz2 stream), see wikidump.py."""
+    return write_wiki_dump(tmp_path_factory.mktemp("wiki") / "enwiki-generated.xml.bz2", articles=WIKI_ARTICLES)
+
+
+@pytest.fixture(scope="session")
+def wiki_vocab(wiki_dump, tmp_path_factory) -> Path:
+    """A BERT-style WordPiece vocab.txt that `sharebert prepare --train-vocab` trained on the dump."""
+    from sharebert.cli import main
+    from sharebert.pipeline import formats
+
+    out = tmp_path_factory.mktemp("wiki-vocab") / "prepared"
+    argv = ["prepare", "--wiki", str(wiki_dump.path), "--train-vocab", str(WIKI_VOCAB_SIZE), "-o", str(out), "-q"]
+    assert main([*argv, "--workers", "1"]) == 0
+    return out / formats.VOCAB_FILE
 
 
 @pytest.fixture

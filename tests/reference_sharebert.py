@@ -1,4 +1,4 @@
-"""A deliberately plain ShareBERT, written line by line from SHAREBERT.md sections 3-6.
+"""A deliberately plain ShareBERT, written line by line from the model's definition (docs/model.md).
 
 No fusion, no caching: the virtual matrix E is computed in full, every layer slices its weights out of
 it again, attention is an explicit softmax. It works on a dict {reference key name: tensor}, so it runs

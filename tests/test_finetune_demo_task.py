@@ -206,7 +206,7 @@ def test_command_line(prepared, tmp_path, capsys):
 def test_a_tiny_model_learns_the_demo_task(tmp_path, corruption):
     """A tiny model learns either corruption within seconds on the CPU (shuffled: only word order differs).
 
-    From the spec's initialization (N(0, 0.02) factors, so the carved matrices start near zero) an
+    From the model's initialization (docs/model.md: N(0, 0.02) factors, so the carved matrices start near zero) an
     untrained model needs many steps to leave its constant prediction; a larger initializer_range
     stands in for the pretraining the demo model has had.
     """

@@ -11,7 +11,7 @@ from sharebert.errors import ConfigError, DataError
 from sharebert.trainer.config import carve_layout, parse_overrides
 from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM
 
-# SHAREBERT.md section 2: encoder parameters, and totals with the MLM head.
+# docs/model.md, Configuration (the presets' table): encoder parameters, and totals with the MLM head.
 SPEC_COUNTS = {"small": (4_982_272, 71_722_298), "base": (13_844_992, 80_585_018), "large": (27_003_904, 93_743_930)}
 
 

@@ -1,4 +1,4 @@
-"""The fast model against the plain implementation of the spec (tests/reference_sharebert.py)."""
+"""The fast model against the plain implementation of its definition (tests/reference_sharebert.py)."""
 
 from __future__ import annotations
 

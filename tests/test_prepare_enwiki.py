@@ -1,68 +1,63 @@
-"""Integration: the real 206-page enwiki sample dump, prepared once with 2 workers and the BERT vocab."""
+"""Integration: a generated enwiki-style dump (tests/wikidump.py), prepared once with 2 workers and a
+WordPiece vocab trained on it."""
 
 from __future__ import annotations
 
-import bz2
-import xml.etree.ElementTree as ET
-
 import pyarrow.parquet as pq
 import pytest
+from wikidump import dump_xml, write_dump_xml
 
 from sharebert.pipeline import formats
 from sharebert.pipeline.prepare import InputSpec, PrepareConfig, prepare
-from sharebert.tokenization import bert_tokenizer
+from sharebert.tokenization import bert_tokenizer, read_vocab
 
-MARKUP = ("{{", "}}", "[[", "]]", "{|", "<ref", "&lt;")
+MARKUP = ("{{", "}}", "[[", "]]", "{|", "<ref", "&lt;", "&nbsp;", "&ndash;")
+
+
+def prepare_dump(dump, vocab, out):
+    config = PrepareConfig(
+        output_dir=out, inputs=[InputSpec("wiki", str(dump))], vocab=vocab, keep_text=True, workers=2
+    )
+    return prepare(config)
 
 
 @pytest.fixture(scope="module")
-def prepared(enwiki_sample, bert_vocab, tmp_path_factory):
+def prepared(wiki_dump, wiki_vocab, tmp_path_factory):
     out = tmp_path_factory.mktemp("enwiki") / "prepared"
-    config = PrepareConfig(output_dir=out, inputs=[InputSpec("wiki", str(enwiki_sample))], vocab=bert_vocab,
-                           keep_text=True, workers=2)  # fmt: skip
-    info = prepare(config)
+    info = prepare_dump(wiki_dump.path, wiki_vocab, out)
     rows = []
     for shard in info["shards"]:
         rows += pq.ParquetFile(out / shard["file"]).read().to_pylist()
     return out, info, rows
 
 
-def expected_article_ids(dump) -> list[str]:
-    """Main-namespace pages that are not redirects, counted independently of the reader under test."""
-    ids = []
-    for _, element in ET.iterparse(bz2.BZ2File(dump)):
-        if element.tag.endswith("}page"):
-            ns = element.find("{*}ns").text
-            redirect = element.find("{*}redirect") is not None
-            if ns == "0" and not redirect:
-                ids.append(element.find("{*}id").text)
-            element.clear()
-    return ids
-
-
-def test_every_article_becomes_a_document(prepared, enwiki_sample):
+def test_every_article_becomes_a_document(prepared, wiki_dump):
     _, info, rows = prepared
-    expected = expected_article_ids(enwiki_sample)
-    assert len(expected) == 106  # 206 pages: 99 main-namespace redirects and 1 project page are skipped
-    assert sorted(r["id"] for r in rows) == sorted(f"wiki:{enwiki_sample.name}:{i}" for i in expected)
+    name = wiki_dump.path.name
+    assert sorted(r["id"] for r in rows) == sorted(f"wiki:{name}:{p.page_id}" for p in wiki_dump.articles)
     stats = info["inputs"][0]["stats"]
-    assert (stats["documents_read"], stats["redirects_skipped"], stats["other_namespaces_skipped"]) == (106, 99, 1)
-    assert {r["source"] for r in rows} == {f"wiki:{enwiki_sample.name}"}
+    skipped = (len(wiki_dump.redirects), len(wiki_dump.other_namespaces))
+    assert (stats["documents_read"], stats["redirects_skipped"], stats["other_namespaces_skipped"]) == (
+        len(wiki_dump.articles),
+        *skipped,
+    )
+    assert min(skipped) > 0  # the dump has pages of both kinds to skip
+    assert {r["source"] for r in rows} == {f"wiki:{name}"}
 
 
-def test_no_markup_survives(prepared, bert_vocab):
+def test_no_markup_survives(prepared, wiki_vocab):
     _, _, rows = prepared
     for row in rows:
         for sentence in row["text"]:
             for leftover in MARKUP:
                 assert leftover not in sentence.lower(), (row["id"], sentence)
-    decoded = bert_tokenizer(bert_vocab, lowercase=True).decode_batch([s for r in rows[:20] for s in r["sentences"]])
+    decoded = bert_tokenizer(wiki_vocab, lowercase=True).decode_batch([s for r in rows[:20] for s in r["sentences"]])
     for text in decoded:
         for leftover in ("{ {", "} }", "[ [", "] ]", "{ |", "< ref", "& lt ;"):
             assert leftover not in text
 
 
-def test_shards_are_balanced_and_described(prepared):
+def test_shards_are_balanced_and_described(prepared, wiki_vocab):
     out, info, rows = prepared
     assert formats.read_prepare_info(out)["shards"] == info["shards"]
     for split in ("train", "test"):
@@ -73,4 +68,14 @@ def test_shards_are_balanced_and_described(prepared):
         sum(len(s) for r in rows for s in r["sentences"])
         == info["totals"]["train"]["tokens"] + info["totals"]["test"]["tokens"]
     )
-    assert info["vocab"]["size"] == 30522 and info["vocab"]["lowercase"] is True
+    assert info["vocab"]["size"] == len(read_vocab(wiki_vocab)) and info["vocab"]["lowercase"] is True
+
+
+def test_the_multistream_layout_gives_the_same_shards(prepared, wiki_dump, wiki_vocab, tmp_path):
+    """The same pages as Wikimedia publishes them, 10 per bz2 stream: the workers read parts of the file."""
+    out, info, _ = prepared
+    multistream = write_dump_xml(tmp_path / wiki_dump.path.name, dump_xml(list(wiki_dump.pages)), pages_per_stream=10)
+    again = prepare_dump(multistream, wiki_vocab, tmp_path / "prepared")
+    assert again["inputs"][0]["stats"] == info["inputs"][0]["stats"]
+    for shard in info["shards"]:
+        assert (tmp_path / "prepared" / shard["file"]).read_bytes() == (out / shard["file"]).read_bytes()

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from prepare_fixtures import article, dump_xml, page, write_vocab
+from wikidump import wikimedia_multistream
 
 from sharebert.errors import DataError
 from sharebert.pipeline.prepare import InputSpec, PrepareConfig, prepare
@@ -21,15 +22,6 @@ PAGES = (
 )
 # Old dumps have no <ns>: the namespace comes from the title prefixes declared in <siteinfo>.
 OLD_PAGES = [p.replace("<ns>14</ns>", "").replace("<ns>0</ns>", "") for p in PAGES]
-
-
-def wikimedia_layout(xml: bytes, pages_per_stream: int) -> bytes:
-    """As Wikimedia writes multistream dumps: the header, N pages per stream, the closing tag."""
-    head, _, rest = xml.partition(b"  <page>")
-    pages = [b"  <page>" + p for p in rest.split(b"  <page>")]
-    pages[-1], tail = pages[-1].split(b"</mediawiki>")[0], b"</mediawiki>\n"
-    groups = [b"".join(pages[i : i + pages_per_stream]) for i in range(0, len(pages), pages_per_stream)]
-    return b"".join(bz2.compress(part) for part in [head, *groups, tail])
 
 
 def cut_by_size(xml: bytes, size: int) -> bytes:
@@ -88,7 +80,7 @@ def test_parts_read_the_same_documents_as_one_stream(tmp_path, monkeypatch, page
     many.parent.mkdir()
     one.write_bytes(bz2.compress(xml))
     kind, n = layout.rsplit("-", 1)
-    many.write_bytes(wikimedia_layout(xml, int(n)) if kind == "wikimedia" else cut_by_size(xml, int(n)))
+    many.write_bytes(wikimedia_multistream(xml, int(n)) if kind == "wikimedia" else cut_by_size(xml, int(n)))
     expected, expected_stats = read_in_one_go(one)
     documents, stats = read_in_parts(many)
     assert documents == expected and stats == expected_stats
@@ -97,7 +89,7 @@ def test_parts_read_the_same_documents_as_one_stream(tmp_path, monkeypatch, page
 
 def test_a_damaged_stream_is_reported_with_the_file_name(tmp_path):
     xml = dump_xml(PAGES).encode("utf-8")
-    data = wikimedia_layout(xml, 5)
+    data = wikimedia_multistream(xml, 5)
     last = data.rindex(b"BZh9")
     truncated = tmp_path / "truncated.xml.bz2"
     truncated.write_bytes(data[: last - 30] + data[last:])  # the second last stream loses its end
@@ -113,7 +105,7 @@ def test_a_damaged_stream_is_reported_with_the_file_name(tmp_path):
 def dumps(tmp_path_factory):
     root = tmp_path_factory.mktemp("dumps")
     xml = dump_xml([page(f"River {n}", 100 + n, article(n, sentences=8)) for n in range(40)]).encode("utf-8")
-    layouts = {"single": bz2.compress(xml), "wikimedia": wikimedia_layout(xml, 3), "cut": cut_by_size(xml, 1500)}
+    layouts = {"single": bz2.compress(xml), "wikimedia": wikimedia_multistream(xml, 3), "cut": cut_by_size(xml, 1500)}
     paths = {}
     for name, data in layouts.items():
         (root / name).mkdir()

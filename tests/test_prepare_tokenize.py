@@ -30,12 +30,9 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="module")
-def vocabs(tmp_path_factory, request):
-    paths = [write_vocab(tmp_path_factory.mktemp("vocab") / "vocab.txt")]
-    shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bert-base-uncased-vocab.txt"
-    if shared.exists():
-        paths.append(shared)
-    return paths
+def vocabs(tmp_path_factory, wiki_vocab):
+    """A hand-made vocab (every ASCII character, a few words) and a WordPiece vocab trained by prepare."""
+    return [write_vocab(tmp_path_factory.mktemp("vocab") / "vocab.txt"), wiki_vocab]
 
 
 @pytest.mark.parametrize("lowercase", [True, False])

@@ -16,7 +16,7 @@ from sharebert.trainer.config import ShareBertConfig
 from sharebert.trainer.pretrain_cli import MODEL_FLAG_PREFIX, build_config
 from sharebert.trainer.pretrain_config import PretrainConfig
 
-# The published command (docs/pretrain.md, the ShareBERT README's), paths aside.
+# The published ShareBERT Base command as docs/pretrain.md (Quick start) shows it, paths aside.
 PUBLISHED = """--local_rank=0 --model_type bert-mlm --tokenizer_name bert-base-uncased --hidden_act gelu
  --hidden_size 2048 --factor_size 384 --num_hidden_layers 12 --num_attention_heads 16 --intermediate_size 4096
  --hidden_dropout_prob 0.1 --attention_probs_dropout_prob 0.1 --encoder_ln_mode pre-ln --lr 1e-3
