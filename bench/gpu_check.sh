@@ -9,7 +9,7 @@
 #                                  `sharebert finetune --precision bf16` on a CoLA-format task
 #   fp16                           the same with `--fp16` (DeepSpeed's loss scaling), fine-tuned in fp32
 # Usage: [STEPS="..."] bench/gpu_check.sh LOG_DIR DATA_DIR [WORK_DIR]
-#   DATA_DIR holds samples/ (from `sharebert mask`) and glue/CoLA (from `python -m sharebert.trainer.demo_task`).
+#   DATA_DIR holds samples/ (from `sharebert mask`) and glue/CoLA (from `python -m sharebert.trainer.finetune.demo_task`).
 # Each command has its own time limit and log (LOG_DIR/<name>.log); a failed one does not stop the others.
 set -uo pipefail
 OUT=${1:?LOG_DIR}

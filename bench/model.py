@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from reference_sharebert import PlainMaskedLM  # noqa: E402
 
-from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM  # noqa: E402
+from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForMaskedLM  # noqa: E402
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 

@@ -80,7 +80,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 # ---------------------------------------------------------------- the bigger dump
 # ---------------------------------------------------------------- one timed run (child process)
 def child(config_json: str) -> None:
-    from sharebert.pipeline.prepare import InputSpec, PrepareConfig, prepare
+    from sharebert.pipeline.prepare.stage import InputSpec, PrepareConfig, prepare
 
     c = json.loads(config_json)
     config = PrepareConfig(

@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT / "tests"))  # the sample generator lives with the t
 from samples_fixture import write_samples  # noqa: E402
 
 from sharebert.cli import build_parser  # noqa: E402
-from sharebert.trainer import data  # noqa: E402
-from sharebert.trainer.pretrain import pretrain  # noqa: E402
-from sharebert.trainer.pretrain_cli import build_config  # noqa: E402
+from sharebert.trainer.pretrain import data  # noqa: E402
+from sharebert.trainer.pretrain.cli import build_config  # noqa: E402
+from sharebert.trainer.pretrain.stage import pretrain  # noqa: E402
 
 
 def load_model_bench():

@@ -25,7 +25,7 @@ step "pretrain: tiny ShareBERT, masked LM, DeepSpeed on the CPU (600 steps, at m
   --validation_steps 200 --checkpoint_steps 200 --log_steps 10 --print_steps 100 --seed 42
 
 step "finetune: a CoLA-format acceptability task built from the corpus (real vs corrupted sentences)"
-"$BIN/python" -m sharebert.trainer.demo_task "$OUT/prepared" "$OUT/glue" --seed 1
+"$BIN/python" -m sharebert.trainer.finetune.demo_task "$OUT/prepared" "$OUT/glue" --seed 1
 "$BIN/sharebert" finetune --model_name_or_path "$OUT/pretrain/model" --task_name cola \
   --data_dir "$OUT/glue" --output_dir "$OUT/finetune" --learning_rate 1e-3 --seed 1
 

@@ -70,7 +70,7 @@ def _add_prepare(sub, common) -> None:
     )
 
     def run_prepare(args) -> int:
-        from .pipeline.prepare import PrepareConfig, prepare
+        from .pipeline.prepare.stage import PrepareConfig, prepare
 
         config = PrepareConfig(
             output_dir=args.output,
@@ -153,7 +153,7 @@ def _run_mask(args) -> int:
         if misplaced:
             flags = ", ".join("--" + n.replace("_", "-") for n in misplaced)
             raise ConfigError(f"{flags}: not used with --validate-only")
-        from .pipeline.validate import ValidateConfig, validate_samples
+        from .pipeline.mask.validate import ValidateConfig, validate_samples
 
         validate_samples(
             ValidateConfig(args.folder, vocab=args.vocab, workers=args.workers, **given(_SHARED_MASK_OPTIONS))
@@ -163,7 +163,7 @@ def _run_mask(args) -> int:
         raise ConfigError("--vocab: only used with --validate-only (mask takes the vocab of PREPARED_DIR)")
     if args.output is None:
         raise ConfigError("-o SAMPLES_DIR is required")
-    from .pipeline.mask import MaskConfig, mask
+    from .pipeline.mask.stage import MaskConfig, mask
 
     options = given(_MASK_ONLY_OPTIONS + _SHARED_MASK_OPTIONS)
     mask(MaskConfig(prepared_dir=args.folder, output_dir=options.pop("output"), workers=args.workers, **options))
@@ -199,9 +199,9 @@ def _add_model(sub, common) -> None:
 def _run_model(args) -> int:
     from .errors import ConfigError
     from .fileio import json_dumps
-    from .trainer.config import ShareBertConfig, parse_overrides
-    from .trainer.model import model_summary
-    from .trainer.model_io import format_summary
+    from .trainer.model.config import ShareBertConfig, parse_overrides
+    from .trainer.model.io import format_summary
+    from .trainer.model.modeling import model_summary
 
     if args.folder:
         if args.overrides:
@@ -217,7 +217,7 @@ def _run_model(args) -> int:
 # ---------------------------------------------------------------- sharebert pretrain
 def _add_pretrain(sub, common) -> None:
     # ~80 flags (the reference's names + every model field): declared in their own torch-free module.
-    from .trainer.pretrain_cli import add_pretrain_parser
+    from .trainer.pretrain.cli import add_pretrain_parser
 
     add_pretrain_parser(sub, common)
 
@@ -225,7 +225,7 @@ def _add_pretrain(sub, common) -> None:
 # ---------------------------------------------------------------- sharebert finetune
 def _add_finetune(sub, common) -> None:
     """Flags of Hugging Face's run_glue (the reference's fine-tuning script), spelled the same way."""
-    from .trainer.finetune_config import EVALUATION_STRATEGIES, PRECISIONS, SCHEDULES, FinetuneConfig
+    from .trainer.finetune.config import EVALUATION_STRATEGIES, PRECISIONS, SCHEDULES, FinetuneConfig
 
     p = sub.add_parser(
         "finetune",
@@ -316,8 +316,8 @@ def _add_finetune(sub, common) -> None:
     add("run_name", "group_name", metavar="NAME")
 
     def run_finetune(args) -> int:
-        from .trainer.finetune import finetune
-        from .trainer.finetune_report import render_summary
+        from .trainer.finetune.report import render_summary
+        from .trainer.finetune.stage import finetune
 
         report = finetune(FinetuneConfig.from_flags(**command_flags(args)))
         print(render_summary(report), end="")

@@ -1,7 +1,7 @@
 """Running a parsed subcommand: logging, one-line errors and the exit status.
 
 Shared by the entry points: `sharebert` / `python -m sharebert` (cli.py) and the deepspeed launcher's
-`python -m sharebert.trainer.pretrain_cli`, which must not import cli.py.
+`python -m sharebert.trainer.pretrain.cli`, which must not import cli.py.
 """
 
 from __future__ import annotations

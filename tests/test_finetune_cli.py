@@ -9,8 +9,8 @@ from finetune_fixtures import GOOD, NEUTRAL, VOCAB_SIZE, sentiment_examples, wri
 
 from sharebert.cli import build_parser, main
 from sharebert.flags import command_flags
-from sharebert.trainer.finetune_config import FinetuneConfig
-from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM, save_model_folder
+from sharebert.trainer.finetune.config import FinetuneConfig
+from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForMaskedLM, save_model_folder
 
 LABELS = {
     "cola": ("0", "1"),

@@ -11,9 +11,9 @@ from finetune_fixtures import GOOD, NEUTRAL, VOCAB_SIZE, WORDS, write_vocab
 from sharebert.errors import DataError
 from sharebert.fileio import sha256_file
 from sharebert.pipeline import formats
-from sharebert.trainer import demo_task
-from sharebert.trainer.demo_task import DemoTaskConfig, build_demo_task, decode_word_pieces
-from sharebert.trainer.glue import GLUE_TASKS, TsvSource
+from sharebert.trainer.finetune import demo_task
+from sharebert.trainer.finetune.demo_task import DemoTaskConfig, build_demo_task, decode_word_pieces
+from sharebert.trainer.finetune.glue import GLUE_TASKS, TsvSource
 
 
 def _template_sentence(rng, doc: int) -> list[str]:
@@ -210,8 +210,8 @@ def test_a_tiny_model_learns_the_demo_task(tmp_path, corruption):
     untrained model needs many steps to leave its constant prediction; a larger initializer_range
     stands in for the pretraining the demo model has had.
     """
-    from sharebert.trainer.finetune import FinetuneConfig, finetune
-    from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM, save_model_folder
+    from sharebert.trainer.finetune.stage import FinetuneConfig, finetune
+    from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForMaskedLM, save_model_folder
 
     prepared = write_prepared(tmp_path / "prepared", docs_per_shard=(40, 40, 20))
     summary = build_demo_task(

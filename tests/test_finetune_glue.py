@@ -5,7 +5,7 @@ import pytest
 from finetune_fixtures import FOLDERS, write_ax, write_task
 
 from sharebert.errors import ConfigError, DataError
-from sharebert.trainer.glue import (
+from sharebert.trainer.finetune.glue import (
     ALL_TASKS,
     AX_SPLIT,
     GLUE_TASKS,

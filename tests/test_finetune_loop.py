@@ -8,9 +8,9 @@ import torch
 from finetune_fixtures import VOCAB_SIZE, sentiment_examples, similarity_examples, write_task, write_vocab
 
 from sharebert.errors import ShareBertError
-from sharebert.trainer import finetune as ft
-from sharebert.trainer.glue import GLUE_TASKS
-from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM, load_model_folder, save_model_folder
+from sharebert.trainer.finetune import stage as ft
+from sharebert.trainer.finetune.glue import GLUE_TASKS
+from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForMaskedLM, load_model_folder, save_model_folder
 
 LR = 3e-3  # a randomly initialized tiny model needs a larger step than a pretrained one (5e-5)
 
@@ -250,8 +250,8 @@ def test_reference_checkpoint_folder(workspace):
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_mixed_precision_paths(workspace, precision):
     """The autocast and (fp16) loss-scaling code of the GPU path, exercised with the CPU's autocast."""
-    from sharebert.trainer.finetune_loop import Numerics
-    from sharebert.trainer.glue import TsvSource
+    from sharebert.trainer.finetune.glue import TsvSource
+    from sharebert.trainer.finetune.loop import Numerics
 
     config = _config(workspace, workspace / "amp", max_steps=10, eval_steps=5)
     tokenizer, pad_id = ft.load_tokenizer(config)
@@ -273,7 +273,7 @@ def test_mixed_precision_paths(workspace, precision):
 def test_gradient_accumulation_matches_one_big_batch(workspace):
     config = _config(workspace, workspace / "unused", per_device_train_batch_size=32)
     tokenizer, pad_id = ft.load_tokenizer(config)
-    from sharebert.trainer.glue import TsvSource
+    from sharebert.trainer.finetune.glue import TsvSource
 
     data = ft.load_task_data(config, GLUE_TASKS["sst2"], TsvSource(workspace / "glue"), tokenizer)
     numerics = ft.choose_numerics("cpu", "fp32")

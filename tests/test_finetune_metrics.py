@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharebert.trainer.glue import GLUE_TASKS
-from sharebert.trainer.metrics_glue import (
+from sharebert.trainer.finetune.glue import GLUE_TASKS
+from sharebert.trainer.finetune.glue_metrics import (
     accuracy,
     average_ranks,
     compute_metrics,

@@ -37,9 +37,9 @@ PACKAGE = ROOT / "sharebert"
 NAME, SUFFIX, COLUMN, DATASET = "name", "suffix", "column", "dataset"
 
 FORMATS = "sharebert/pipeline/formats.py"
-MODEL_IO = "sharebert/trainer/model_io.py"
-GLUE = "sharebert/trainer/glue.py"  # reads GLUE data in the Hugging Face hub's own file layout
-HF_SOURCE = "sharebert/pipeline/sources/hf.py"  # reads Hugging Face datasets (prepare's --hf-dataset input)
+MODEL_IO = "sharebert/trainer/model/io.py"
+GLUE = "sharebert/trainer/finetune/glue.py"  # reads GLUE data in the Hugging Face hub's own file layout
+HF_SOURCE = "sharebert/pipeline/prepare/sources/hf.py"  # reads Hugging Face datasets (prepare's --hf-dataset input)
 METRICS = "sharebert/trainer/metrics.py"
 
 # literal -> (kind, modules allowed to write it)
@@ -347,5 +347,5 @@ def record(self, args):
 
 def test_dataset_names_are_model_keywords_only_as_trainer_dict_keys():
     source = 'inputs = {"input_ids": arrays["input_ids"]}\n'
-    assert len(_misplaced(source, module="sharebert/pipeline/mask.py")) == 2
-    assert [m.split(":")[1] for m in _misplaced(source, module="sharebert/trainer/data.py")] == ["1"]
+    assert len(_misplaced(source, module="sharebert/pipeline/mask/stage.py")) == 2
+    assert [m.split(":")[1] for m in _misplaced(source, module="sharebert/trainer/pretrain/data.py")] == ["1"]

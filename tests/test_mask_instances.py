@@ -1,4 +1,4 @@
-"""Instance building (sharebert.pipeline.instances): property tests against BERT's rules."""
+"""Instance building (sharebert.pipeline.mask.instances): property tests against BERT's rules."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sharebert.pipeline.instances import (
+from sharebert.pipeline.mask.instances import (
     ShardTokens,
     assemble_tokens,
     build_pair_spans,

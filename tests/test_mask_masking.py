@@ -1,4 +1,4 @@
-"""Masking (sharebert.pipeline.masking) and whole samples (mask.make_samples): BERT's rules hold."""
+"""Masking (sharebert.pipeline.mask.masking) and whole samples (mask.make_samples): BERT's rules hold."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from hypothesis import strategies as st
 from mask_fixtures import SMALL_VOCAB
 
 from sharebert.pipeline import formats
-from sharebert.pipeline.instances import ShardTokens, assemble_tokens, build_instance_spans
-from sharebert.pipeline.mask import make_samples
-from sharebert.pipeline.masking import MaskingSpec, mask_rows, predictions_per_row, word_continuation_table
-from sharebert.pipeline.validate import SampleRules, find_bad_rows
+from sharebert.pipeline.mask.instances import ShardTokens, assemble_tokens, build_instance_spans
+from sharebert.pipeline.mask.masking import MaskingSpec, mask_rows, predictions_per_row, word_continuation_table
+from sharebert.pipeline.mask.stage import make_samples
+from sharebert.pipeline.mask.validate import SampleRules, find_bad_rows
 from sharebert.tokenization import replacement_token_ids, special_ids
 
 SPECIAL = special_ids(SMALL_VOCAB)

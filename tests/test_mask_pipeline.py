@@ -14,9 +14,9 @@ from mask_fixtures import small_prepared_dir, write_prepared_dir, write_vocab
 from sharebert.cli import main
 from sharebert.errors import ConfigError, DataError
 from sharebert.pipeline import formats
-from sharebert.pipeline import mask as mask_module
-from sharebert.pipeline.mask import MaskConfig, _group_tasks, _Task, mask
-from sharebert.pipeline.validate import ValidateConfig, check_folder
+from sharebert.pipeline.mask import stage as mask_module
+from sharebert.pipeline.mask.stage import MaskConfig, _group_tasks, _Task, mask
+from sharebert.pipeline.mask.validate import ValidateConfig, check_folder
 from sharebert.tokenization import read_vocab
 
 
@@ -338,8 +338,8 @@ def test_shards_are_read_whatever_their_row_groups(tmp_path):
     import pyarrow.parquet as pq
     from mask_fixtures import random_documents
 
-    from sharebert.pipeline.instances import ShardTokens
-    from sharebert.pipeline.mask import read_shard_tokens
+    from sharebert.pipeline.mask.instances import ShardTokens
+    from sharebert.pipeline.mask.stage import read_shard_tokens
     from sharebert.tokenization import replacement_token_ids, special_ids
 
     vocab = read_vocab(write_vocab(tmp_path / "vocab.txt"))

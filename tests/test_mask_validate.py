@@ -1,4 +1,4 @@
-"""Sample checks (sharebert.pipeline.validate): each broken rule is found, on the right row."""
+"""Sample checks (sharebert.pipeline.mask.validate): each broken rule is found, on the right row."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 from mask_fixtures import SMALL_VOCAB
 
 from sharebert.pipeline import formats
-from sharebert.pipeline.instances import ShardTokens, build_instance_spans
-from sharebert.pipeline.mask import make_samples
-from sharebert.pipeline.masking import MaskingSpec
-from sharebert.pipeline.validate import ROWS_LISTED, SampleRules, check_sample_file, count_samples, find_bad_rows
+from sharebert.pipeline.mask.instances import ShardTokens, build_instance_spans
+from sharebert.pipeline.mask.masking import MaskingSpec
+from sharebert.pipeline.mask.stage import make_samples
+from sharebert.pipeline.mask.validate import ROWS_LISTED, SampleRules, check_sample_file, count_samples, find_bad_rows
 from sharebert.tokenization import replacement_token_ids, special_ids
 
 SP = special_ids(SMALL_VOCAB)
@@ -182,7 +182,7 @@ def test_many_bad_rows_are_listed_with_a_count():
     arrays = _valid(rows=40)
     arrays["input_ids"][:, 0] = REPLACEMENT[0]
     bad = find_bad_rows(arrays, _rules(), False)
-    from sharebert.pipeline.validate import _RowProblems
+    from sharebert.pipeline.mask.validate import _RowProblems
 
     collected = _RowProblems("f.hdf5")
     collected.add(bad, offset=100)

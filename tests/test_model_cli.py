@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from sharebert.cli import main
-from sharebert.trainer.model import ShareBertConfig, ShareBertForSequenceClassification, save_model_folder
+from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForSequenceClassification, save_model_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 

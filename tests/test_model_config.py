@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sharebert.errors import ConfigError, DataError
-from sharebert.trainer.config import carve_layout, parse_overrides
-from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM
+from sharebert.trainer.model.config import carve_layout, parse_overrides
+from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForMaskedLM
 
 # docs/model.md, Configuration (the presets' table): encoder parameters, and totals with the MLM head.
 SPEC_COUNTS = {"small": (4_982_272, 71_722_298), "base": (13_844_992, 80_585_018), "large": (27_003_904, 93_743_930)}

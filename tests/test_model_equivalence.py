@@ -6,7 +6,7 @@ import pytest
 import reference_sharebert as plain
 import torch
 
-from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM, ShareBertForSequenceClassification
+from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForMaskedLM, ShareBertForSequenceClassification
 
 V = 1000  # small vocabulary: every carved matrix then spans several columns of E (g=5, gf=9 for tiny)
 B, S = 3, 16

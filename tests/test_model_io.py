@@ -11,7 +11,7 @@ import reference_sharebert as plain
 import torch
 
 from sharebert.errors import DataError
-from sharebert.trainer.model import (
+from sharebert.trainer.model.modeling import (
     ShareBertConfig,
     ShareBertForMaskedLM,
     ShareBertForSequenceClassification,

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from sharebert.errors import ConfigError
-from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM, ShareBertForSequenceClassification
+from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForMaskedLM, ShareBertForSequenceClassification
 
 V, B, S = 1000, 2, 12
 

@@ -12,11 +12,11 @@ import pytest
 
 from sharebert.errors import DataError
 from sharebert.pipeline import formats
-from sharebert.pipeline.mask import MaskConfig
+from sharebert.pipeline.mask.stage import MaskConfig
+from sharebert.pipeline.mask.validate import ValidateConfig
 from sharebert.pipeline.parallel import default_workers
-from sharebert.pipeline.prepare_config import PrepareConfig
+from sharebert.pipeline.prepare.config import PrepareConfig
 from sharebert.pipeline.run_folder import Claim, Layout, RunFolder, UnitRecords, describe_difference
-from sharebert.pipeline.validate import ValidateConfig
 
 # A stage that leaves its run file after finishing (as mask does) and one whose finished file tells (as prepare).
 KEPT = Layout(
@@ -165,7 +165,8 @@ def test_workers_default_to_every_core(tmp_path):
 
 
 def test_the_stages_layouts_use_the_names_of_formats():
-    from sharebert.pipeline import mask, prepare_output
+    from sharebert.pipeline.mask import stage as mask
+    from sharebert.pipeline.prepare import output as prepare_output
 
     assert (prepare_output.LAYOUT.work_dir, prepare_output.LAYOUT.run_file, prepare_output.LAYOUT.records_dir) == (
         formats.PREPARE_WORK_DIR,
@@ -200,7 +201,7 @@ def _pipeline_imports() -> dict[str, set[str]]:
 
 def test_no_import_cycle_in_the_pipeline():
     graph = _pipeline_imports()
-    assert "sharebert.pipeline.prepare_config" in graph["sharebert.pipeline.prepare_output"]
+    assert "sharebert.pipeline.prepare.config" in graph["sharebert.pipeline.prepare.output"]
     visiting, done = [], set()
 
     def visit(module):

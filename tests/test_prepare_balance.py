@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sharebert.pipeline.balance import (
+from sharebert.pipeline.prepare.balance import (
     MAX_IMBALANCE,
     BalanceError,
     cut_points,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from prepare_fixtures import article, page, write_dump, write_vocab
 
-from sharebert.pipeline.sources.wiki import stream_starts
+from sharebert.pipeline.prepare.sources.wiki import stream_starts
 
 BENCH = Path(__file__).resolve().parents[1] / "bench" / "prepare.py"
 

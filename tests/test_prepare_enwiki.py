@@ -8,7 +8,7 @@ import pytest
 from wikidump import dump_xml, write_dump_xml
 
 from sharebert.pipeline import formats
-from sharebert.pipeline.prepare import InputSpec, PrepareConfig, prepare
+from sharebert.pipeline.prepare.stage import InputSpec, PrepareConfig, prepare
 from sharebert.tokenization import bert_tokenizer, read_vocab
 
 MARKUP = ("{{", "}}", "[[", "]]", "{|", "<ref", "&lt;", "&nbsp;", "&ndash;")

@@ -10,10 +10,10 @@ from prepare_fixtures import article, dump_xml, page, write_vocab
 from wikidump import wikimedia_multistream
 
 from sharebert.errors import DataError
-from sharebert.pipeline.prepare import InputSpec, PrepareConfig, prepare
-from sharebert.pipeline.records import ReadStats
-from sharebert.pipeline.sources import wiki
-from sharebert.pipeline.sources.wiki import WikiDumpSource, stream_starts
+from sharebert.pipeline.prepare.records import ReadStats
+from sharebert.pipeline.prepare.sources import wiki
+from sharebert.pipeline.prepare.sources.wiki import WikiDumpSource, stream_starts
+from sharebert.pipeline.prepare.stage import InputSpec, PrepareConfig, prepare
 
 PAGES = (
     [page(f"River {n}", 100 + n, article(n, sentences=2 + n % 5)) for n in range(24)]

@@ -13,10 +13,11 @@ from prepare_fixtures import article, page, write_dump, write_vocab
 
 from sharebert.cli import main
 from sharebert.errors import ConfigError, DataError
-from sharebert.pipeline import formats, prepare_output
-from sharebert.pipeline import prepare as prepare_module
-from sharebert.pipeline.encode import SentenceEncoder
-from sharebert.pipeline.prepare import InputSpec, PrepareConfig, prepare
+from sharebert.pipeline import formats
+from sharebert.pipeline.prepare import output as prepare_output
+from sharebert.pipeline.prepare import stage as prepare_module
+from sharebert.pipeline.prepare.encode import SentenceEncoder
+from sharebert.pipeline.prepare.stage import InputSpec, PrepareConfig, prepare
 
 MARKUP = ("{{", "}}", "[[", "]]", "{|", "|}", "<ref", "&lt;", "'''", "==")
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from sharebert.pipeline.records import LINES, PLAIN, WIKITEXT, RawDocument
-from sharebert.pipeline.segment import MAX_SENTENCE_CHARS, cut_long_sentence, segment, split_sentences
+from sharebert.pipeline.prepare.records import LINES, PLAIN, WIKITEXT, RawDocument
+from sharebert.pipeline.prepare.segment import MAX_SENTENCE_CHARS, cut_long_sentence, segment, split_sentences
 
 
 def test_sentences_split_and_never_cross_paragraphs():

@@ -9,8 +9,8 @@ import pytest
 from prepare_fixtures import page, write_dump
 
 from sharebert.errors import DataError
-from sharebert.pipeline.records import LINES, PLAIN, WIKITEXT, ReadStats
-from sharebert.pipeline.sources import open_source
+from sharebert.pipeline.prepare.records import LINES, PLAIN, WIKITEXT, ReadStats
+from sharebert.pipeline.prepare.sources import open_source
 
 
 def read_all(kind, path, label="input", **kwargs):
@@ -130,7 +130,7 @@ def test_text_blank_lines_separate_documents(tmp_path):
 
 
 def test_text_streams_across_chunk_boundaries(tmp_path, monkeypatch):
-    from sharebert.pipeline.sources import text as text_module
+    from sharebert.pipeline.prepare.sources import text as text_module
 
     monkeypatch.setattr(text_module, "READ_CHUNK", 7)
     path = tmp_path / "small.txt"

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prepare_fixtures import write_vocab
 
-from sharebert.pipeline.encode import SentenceEncoder, train_vocabulary
+from sharebert.pipeline.prepare.encode import SentenceEncoder, train_vocabulary
 from sharebert.tokenization import SPECIAL_TOKENS, bert_tokenizer, read_vocab
 
 SENTENCES = [
@@ -57,7 +57,7 @@ def test_encoder_without_a_separator_in_the_vocab(tmp_path):
 
 
 def test_encoder_is_exact_once_its_word_cache_is_full(vocabs, monkeypatch):
-    from sharebert.pipeline import encode
+    from sharebert.pipeline.prepare import encode
 
     for vocab in vocabs:
         encoder = SentenceEncoder(vocab, True)

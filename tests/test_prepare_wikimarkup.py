@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from sharebert.pipeline.wikimarkup import wikitext_to_paragraphs
+from sharebert.pipeline.prepare.wikimarkup import wikitext_to_paragraphs
 
 MARKUP_LEFTOVERS = ("{{", "}}", "[[", "]]", "{|", "|}", "<ref", "&lt;", "'''", "''", "==", "<!--", "__")
 

@@ -12,9 +12,9 @@ import pytest
 from samples_fixture import write_samples
 
 from sharebert.cli import build_parser, main, subcommand_first
-from sharebert.trainer.config import ShareBertConfig
-from sharebert.trainer.pretrain_cli import MODEL_FLAG_PREFIX, build_config
-from sharebert.trainer.pretrain_config import PretrainConfig
+from sharebert.trainer.model.config import ShareBertConfig
+from sharebert.trainer.pretrain.cli import MODEL_FLAG_PREFIX, build_config
+from sharebert.trainer.pretrain.config import PretrainConfig
 
 # The published ShareBERT Base command as docs/pretrain.md (Quick start) shows it, paths aside.
 PUBLISHED = """--local_rank=0 --model_type bert-mlm --tokenizer_name bert-base-uncased --hidden_act gelu
@@ -113,12 +113,12 @@ def test_python_m_sharebert_takes_the_deepspeed_launchers_leading_local_rank(tmp
 
 
 def test_the_pretrain_cli_entry_point_runs_without_the_sharebert_command(tmp_path):
-    """`deepspeed --module sharebert.trainer.pretrain_cli FLAGS` (docs/pretrain.md), without importing cli.py."""
+    """`deepspeed --module sharebert.trainer.pretrain.cli FLAGS` (docs/pretrain.md), without importing cli.py."""
     (tmp_path / "empty").mkdir()
     run_as_main = (
         "import runpy, sys\n"
         "try:\n"
-        "    runpy.run_module('sharebert.trainer.pretrain_cli', run_name='__main__')\n"
+        "    runpy.run_module('sharebert.trainer.pretrain.cli', run_name='__main__')\n"
         "except SystemExit as e:\n"
         "    print(e.code, 'sharebert.cli' in sys.modules)\n"
     )

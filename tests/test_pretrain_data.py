@@ -13,7 +13,7 @@ from samples_fixture import row_numbers, write_numbered_samples, write_samples
 
 from sharebert.errors import DataError
 from sharebert.pipeline import formats
-from sharebert.trainer import data
+from sharebert.trainer.pretrain import data
 
 UNEVEN = [3000, 10, 1500, 777, 1, 2049]
 

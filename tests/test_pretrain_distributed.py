@@ -11,7 +11,7 @@ import pytest
 import torch
 from samples_fixture import write_samples
 
-from sharebert.trainer.data import LoaderLayout, micro_batches_per_epoch
+from sharebert.trainer.pretrain.data import LoaderLayout, micro_batches_per_epoch
 
 pytestmark = pytest.mark.distributed
 

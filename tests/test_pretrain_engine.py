@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from sharebert.errors import ConfigError, DataError
-from sharebert.trainer import engine as eng
-from sharebert.trainer.model import ShareBertConfig, ShareBertForMaskedLM
+from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForMaskedLM
+from sharebert.trainer.pretrain import engine as eng
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 

@@ -16,9 +16,9 @@ from fake_wandb import install_fake_wandb, set_wandb_credentials
 from samples_fixture import write_samples
 
 from sharebert.cli import build_parser, main
-from sharebert.trainer.model import load_model_folder
-from sharebert.trainer.pretrain import pretrain
-from sharebert.trainer.pretrain_cli import build_config
+from sharebert.trainer.model.modeling import load_model_folder
+from sharebert.trainer.pretrain.cli import build_config
+from sharebert.trainer.pretrain.stage import pretrain
 
 TINY = "--preset tiny --train_batch_size 16 --train_micro_batch_size_per_gpu 8 --checkpoint_steps 1000"
 
@@ -161,7 +161,7 @@ def test_a_signal_stops_after_the_step_with_a_checkpoint(samples, tmp_path, sign
 
 
 def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(samples, tmp_path, monkeypatch, capsys):
-    from sharebert.trainer.engine import TrainingEngine
+    from sharebert.trainer.pretrain.engine import TrainingEngine
 
     original, calls = TrainingEngine.forward_backward, []
 

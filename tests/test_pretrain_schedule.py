@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sharebert.errors import ConfigError
-from sharebert.trainer.schedule import PretrainSchedule, validation_interval, warmup_decay
+from sharebert.trainer.pretrain.schedule import PretrainSchedule, validation_interval, warmup_decay
 
 
 def test_linear_warmup_then_linear_decay_to_zero():

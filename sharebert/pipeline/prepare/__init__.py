@@ -1,0 +1,1 @@
+"""`sharebert prepare`: raw text to tokenized, token-balanced Parquet shards (docs/prepare.md)."""

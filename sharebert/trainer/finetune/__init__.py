@@ -1,0 +1,1 @@
+"""`sharebert finetune`: GLUE fine-tuning and evaluation (docs/finetune.md)."""

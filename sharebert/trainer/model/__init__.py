@@ -1,0 +1,1 @@
+"""The ShareBERT model: its config, the encoder and heads, model folders (docs/model.md)."""

@@ -1,0 +1,1 @@
+"""`sharebert pretrain`: masked-LM pretraining with DeepSpeed (docs/pretrain.md)."""
