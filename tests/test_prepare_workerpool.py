@@ -127,7 +127,9 @@ def sleep_and_time(seconds: float) -> tuple[float, float]:
 
 
 def test_the_tasks_left_at_the_end_start_largest_first_and_results_keep_task_order():
-    durations = [0.05, 0.2, 0.1, 0.3, 0.15, 0.25, 0.0, 0.35]  # steps of 50 ms: starts never race across pairs
+    # Steps of 100 ms: starts never race across pairs, even with the machine busy elsewhere (50 ms was
+    # seen to fail once in a full suite run on 2 cores).
+    durations = [0.1, 0.4, 0.2, 0.6, 0.3, 0.5, 0.0, 0.7]
     with WorkerPool(2, preload=("sharebert.pipeline.parallel",)) as pool:
         # The first 2 x workers tasks go to the workers as they are read; the list then ends within the
         # read-ahead, so the other four are the ones "left at the end".
