@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import json
 import re
@@ -178,41 +177,3 @@ def test_the_stages_layouts_use_the_names_of_formats():
         formats.MASK_RUN_FILE,
         formats.MASK_RECORDS_DIR,
     )
-
-
-def _pipeline_imports() -> dict[str, set[str]]:
-    """module -> the sharebert.pipeline modules it imports (at any level, TYPE_CHECKING blocks included)."""
-    root = Path(__file__).resolve().parents[1] / "sharebert" / "pipeline"
-    graph = {}
-    for path in root.rglob("*.py"):
-        package = "sharebert." + ".".join(path.relative_to(root.parent).parts[:-1])
-        name = package if path.stem == "__init__" else f"{package}.{path.stem}"
-        targets = set()
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom):
-                base = package.rsplit(".", node.level - 1)[0] if node.level else ""
-                module = ".".join(filter(None, [base, node.module]))
-                targets |= {f"{module}.{alias.name}" for alias in node.names} | {module}
-            elif isinstance(node, ast.Import):
-                targets |= {alias.name for alias in node.names}
-        graph[name] = targets
-    return {name: {t for t in targets if t in graph and t != name} for name, targets in graph.items()}
-
-
-def test_no_import_cycle_in_the_pipeline():
-    graph = _pipeline_imports()
-    assert "sharebert.pipeline.prepare.config" in graph["sharebert.pipeline.prepare.output"]
-    visiting, done = [], set()
-
-    def visit(module):
-        if module in visiting:
-            raise AssertionError("import cycle: " + " -> ".join([*visiting[visiting.index(module) :], module]))
-        if module not in done:
-            visiting.append(module)
-            for target in sorted(graph[module]):
-                visit(target)
-            visiting.pop()
-            done.add(module)
-
-    for module in sorted(graph):
-        visit(module)
