@@ -14,7 +14,7 @@ from functools import partial
 
 from . import __version__
 from .command import run
-from .flags import add_flag, command_flags, common_options, switch
+from .flags import add_flag, command_flags, common_options, switch, with_default
 
 # The deepspeed launcher passes --local_rank=N before the script's arguments, so before the subcommand.
 LOCAL_RANK_FLAGS = ("--local_rank", "--local-rank")
@@ -22,6 +22,10 @@ LOCAL_RANK_FLAGS = ("--local_rank", "--local-rank")
 
 # ---------------------------------------------------------------- sharebert prepare
 def _add_prepare(sub, common) -> None:
+    from .pipeline.prepare.config import DEFAULT_TRAIN_VOCAB, PrepareConfig
+
+    shown = partial(_shown_default, PrepareConfig)
+
     p = sub.add_parser(
         "prepare",
         parents=[common],
@@ -43,52 +47,37 @@ def _add_prepare(sub, common) -> None:
                             type=lambda path, k=source_kind: (k, path))  # fmt: skip
     inputs.add_argument("--builtin", dest="inputs", action="append_const", const=("builtin", "python-stdlib"),
                         help="the built-in corpus: pydoc topics and standard-library docstrings (the default)")  # fmt: skip
-    inputs.add_argument(
-        "--text-column", default="text", metavar="NAME", help="dataset column with the text (default text)"
-    )
-    inputs.add_argument("--hf-split", default="train", metavar="SPLIT", help="dataset split to read (default train)")
+    inputs.add_argument("--text-column", metavar="NAME", help=shown("text_column", "dataset column with the text"))
+    inputs.add_argument("--hf-split", metavar="SPLIT", help=shown("hf_split", "dataset split to read"))
     vocab = p.add_argument_group("tokenization")
     choice = vocab.add_mutually_exclusive_group()
     choice.add_argument("--vocab", metavar="VOCAB_TXT", help="a BERT-style vocab.txt")
     choice.add_argument("--train-vocab", type=int, metavar="SIZE",
-                        help="train a WordPiece vocab of SIZE tokens on the corpus (default 30522 without --vocab)")  # fmt: skip
+                        help=f"train a WordPiece vocab of SIZE tokens on the corpus (default {DEFAULT_TRAIN_VOCAB} "
+                        "without --vocab)")  # fmt: skip
     case = vocab.add_mutually_exclusive_group()
-    case.add_argument("--lowercase", dest="lowercase", action="store_true", default=True,
-                      help="BERT uncased normalization: lowercase, strip accents (default)")  # fmt: skip
-    case.add_argument("--cased", dest="lowercase", action="store_false", help="BERT cased normalization")
+    case.add_argument("--lowercase", dest="lowercase", action="store_const", const=True,
+                      help="BERT uncased normalization: lowercase, strip accents (the default)")  # fmt: skip
+    case.add_argument("--cased", dest="lowercase", action="store_const", const=False, help="BERT cased normalization")
     out = p.add_argument_group("output")
     out.add_argument("-o", "--output", required=True, metavar="PREPARED_DIR", help="output folder")
-    out.add_argument("--num-train-shards", type=int, default=16, metavar="N", help="train shards (default 16)")
-    out.add_argument("--num-test-shards", type=int, default=2, metavar="N", help="test shards (default 2; 0: none)")
-    out.add_argument("--frac-test", type=float, default=0.1, metavar="F",
-                     help="fraction of documents held out for test (default 0.1; 0 with --num-test-shards 0)")  # fmt: skip
-    out.add_argument("--seed", type=int, default=42, help="seed of the train/test split and placement (default 42)")
-    out.add_argument("--keep-text", action="store_true", help="also store each sentence's text in the shards")
-    out.add_argument("--overwrite", action="store_true", help="replace the output of a different prepare run")
+    out.add_argument("--num-train-shards", type=int, metavar="N", help=shown("num_train_shards", "train shards"))
+    out.add_argument("--num-test-shards", type=int, metavar="N", help=shown("num_test_shards", "test shards (0: none)"))
+    out.add_argument("--frac-test", type=float, metavar="F",
+                     help=shown("frac_test", "fraction of documents held out for test (0 with --num-test-shards 0)"))  # fmt: skip
+    out.add_argument("--seed", type=int, help=shown("seed", "seed of the train/test split and placement"))
+    out.add_argument("--keep-text", action="store_true", default=None,
+                     help="also store each sentence's text in the shards")  # fmt: skip
+    out.add_argument("--overwrite", action="store_true", default=None,
+                     help="replace the output of a different prepare run")  # fmt: skip
     out.add_argument(
         "--workers", type=int, metavar="N", help="processes (default: all cores); output is the same for any N"
     )
 
     def run_prepare(args) -> int:
-        from .pipeline.prepare.stage import PrepareConfig, prepare
+        from .pipeline.prepare.stage import prepare
 
-        config = PrepareConfig(
-            output_dir=args.output,
-            inputs=args.inputs or [],
-            vocab=args.vocab,
-            train_vocab=args.train_vocab,
-            lowercase=args.lowercase,
-            num_train_shards=args.num_train_shards,
-            num_test_shards=args.num_test_shards,
-            frac_test=args.frac_test,
-            seed=args.seed,
-            workers=args.workers,
-            keep_text=args.keep_text,
-            overwrite=args.overwrite,
-            text_column=args.text_column,
-            hf_split=args.hf_split,
-        )
-        prepare(config)
+        prepare(PrepareConfig(args.output, args.inputs or [], **given(args, _PREPARE_OPTIONS)))
         return 0
 
     p.set_defaults(func=run_prepare)
@@ -96,6 +85,8 @@ def _add_prepare(sub, common) -> None:
 
 # ---------------------------------------------------------------- sharebert mask
 def _add_mask(sub, common) -> None:
+    from .pipeline.mask.config import MaskConfig
+
     p = sub.add_parser(
         "mask",
         parents=[common],
@@ -104,22 +95,36 @@ def _add_mask(sub, common) -> None:
         "(shard, duplicate), checked, with a manifest.json that `sharebert pretrain` reads. Rerunning the "
         "same command resumes. With --validate-only, check an existing samples folder instead.",
     )
+    shown = partial(_shown_default, MaskConfig)
     p.add_argument(
         "folder", metavar="PREPARED_DIR", help="output of `sharebert prepare` (SAMPLES_DIR with --validate-only)"
     )
     p.add_argument("-o", "--output", metavar="SAMPLES_DIR", help="folder for the samples and manifest.json")
-    p.add_argument("--max-seq-length", type=int, metavar="S", help="tokens per sample incl. [CLS]/[SEP] (default 128)")
     p.add_argument(
-        "--max-predictions-per-seq", type=int, metavar="M", help="masked positions per sample at most (default 20)"
-    )
-    p.add_argument("--masked-lm-prob", type=float, metavar="P", help="fraction of tokens masked (default 0.15)")
-    p.add_argument(
-        "--short-seq-prob", type=float, metavar="P", help="chance a document aims at a shorter length (default 0.1)"
+        "--max-seq-length", type=int, metavar="S", help=shown("max_seq_length", "tokens per sample incl. [CLS]/[SEP]")
     )
     p.add_argument(
-        "--dup-factor", type=int, metavar="N", help="masked copies of every shard, each with its own seed (default 5)"
+        "--max-predictions-per-seq",
+        type=int,
+        metavar="M",
+        help=shown("max_predictions_per_seq", "masked positions per sample at most"),
     )
-    p.add_argument("--seed", type=int, help="seed of every random choice (default 42)")
+    p.add_argument(
+        "--masked-lm-prob", type=float, metavar="P", help=shown("masked_lm_prob", "fraction of tokens masked")
+    )
+    p.add_argument(
+        "--short-seq-prob",
+        type=float,
+        metavar="P",
+        help=shown("short_seq_prob", "chance a document aims at a shorter length"),
+    )
+    p.add_argument(
+        "--dup-factor",
+        type=int,
+        metavar="N",
+        help=shown("dup_factor", "masked copies of every shard, each with its own seed"),
+    )
+    p.add_argument("--seed", type=int, help=shown("seed", "seed of every random choice"))
     p.add_argument(
         "--nsp", action="store_true", default=None, help="sentence pairs with next-sentence labels (original BERT)"
     )
@@ -128,7 +133,7 @@ def _add_mask(sub, common) -> None:
         "--workers", type=int, metavar="N", help="processes (default: all cores); the output is the same for any N"
     )
     p.add_argument("--overwrite", action="store_true", default=None, help="replace samples made with other settings")
-    p.add_argument("--gzip-level", type=int, metavar="L", help="HDF5 gzip level 0-9 (default 1)")
+    p.add_argument("--gzip-level", type=int, metavar="L", help=shown("gzip_level", "HDF5 gzip level 0-9"))
     p.add_argument(
         "--validate-only", action="store_true", help="check the samples in the folder; exit 2 on any problem"
     )
@@ -138,6 +143,17 @@ def _add_mask(sub, common) -> None:
     p.set_defaults(func=_run_mask)
 
 
+def given(args, names) -> dict:
+    """The flags among `names` that were given (not None): the stage's config supplies the others' defaults."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _shown_default(config, dest: str, text: str) -> str:
+    return with_default(text, config, dest)
+
+
+_PREPARE_OPTIONS = ("vocab", "train_vocab", "lowercase", "num_train_shards", "num_test_shards", "frac_test", "seed",
+                    "workers", "keep_text", "overwrite", "text_column", "hf_split")  # fmt: skip
 _MASK_ONLY_OPTIONS = ("output", "short_seq_prob", "dup_factor", "seed", "nsp", "overwrite", "gzip_level")
 _SHARED_MASK_OPTIONS = ("max_seq_length", "max_predictions_per_seq", "masked_lm_prob", "whole_word_masking")
 
@@ -145,18 +161,15 @@ _SHARED_MASK_OPTIONS = ("max_seq_length", "max_predictions_per_seq", "masked_lm_
 def _run_mask(args) -> int:
     from .errors import ConfigError
 
-    def given(names):
-        return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-
     if args.validate_only:
-        misplaced = given(_MASK_ONLY_OPTIONS)
+        misplaced = given(args, _MASK_ONLY_OPTIONS)
         if misplaced:
             flags = ", ".join("--" + n.replace("_", "-") for n in misplaced)
             raise ConfigError(f"{flags}: not used with --validate-only")
         from .pipeline.mask.validate import ValidateConfig, validate_samples
 
         validate_samples(
-            ValidateConfig(args.folder, vocab=args.vocab, workers=args.workers, **given(_SHARED_MASK_OPTIONS))
+            ValidateConfig(args.folder, vocab=args.vocab, workers=args.workers, **given(args, _SHARED_MASK_OPTIONS))
         )
         return 0
     if args.vocab is not None:
@@ -165,7 +178,7 @@ def _run_mask(args) -> int:
         raise ConfigError("-o SAMPLES_DIR is required")
     from .pipeline.mask.stage import MaskConfig, mask
 
-    options = given(_MASK_ONLY_OPTIONS + _SHARED_MASK_OPTIONS)
+    options = given(args, _MASK_ONLY_OPTIONS + _SHARED_MASK_OPTIONS)
     mask(MaskConfig(prepared_dir=args.folder, output_dir=options.pop("output"), workers=args.workers, **options))
     return 0
 

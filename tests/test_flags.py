@@ -73,3 +73,30 @@ def test_flags_get_kebab_aliases_and_switches_take_an_optional_value():
     assert parser.parse_args(["--on", "off"]).on is False
     with pytest.raises(SystemExit):
         parser.parse_args(["--on", "maybe"])
+
+
+@pytest.mark.parametrize(
+    ("command", "config", "required"),
+    [
+        ("prepare", "sharebert.pipeline.prepare.config:PrepareConfig", ["-o", "out"]),
+        ("mask", "sharebert.pipeline.mask.config:MaskConfig", ["prepared"]),
+    ],
+)
+def test_data_stage_flags_leave_every_default_to_their_config(command, config, required):
+    import dataclasses
+    import importlib
+
+    from sharebert.cli import build_parser
+
+    module, name = config.split(":")
+    settings = getattr(importlib.import_module(module), name)
+    parser = build_parser()
+    args = vars(parser.parse_args([command, *required]))
+    fields = {f.name: f for f in dataclasses.fields(settings)}
+    given_by_default = {k: v for k, v in args.items() if k in fields and v is not None and k != "inputs"}
+    assert given_by_default == {}
+    subparser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    for action in subparser._actions:
+        f = fields.get(action.dest)
+        if f is not None and not isinstance(f.default, (bool, type(None), type(dataclasses.MISSING))):
+            assert f"(default {f.default})" in action.help, (action.dest, action.help)

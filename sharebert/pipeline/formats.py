@@ -19,8 +19,6 @@ import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from ..errors import DataError, file_error
 from ..fileio import read_json, write_json_atomic
 
@@ -31,7 +29,7 @@ PREPARE_FORMAT_VERSION = 1
 PREPARE_INFO_FILE = "prepare.json"
 VOCAB_FILE = "vocab.txt"
 SHARD_SUFFIX = ".parquet"
-TOKEN_DTYPE = np.dtype("int32")  # of every token id in the shards (and the spills)
+TOKEN_DTYPE = "int32"  # of every token id in the shards (and the spills)
 
 # Columns of a shard, in schema order (the spills of prepare carry them too).
 ID_COLUMN = "id"
@@ -64,7 +62,7 @@ def token_arrow_type():
     """TOKEN_DTYPE as a pyarrow type."""
     import pyarrow as pa
 
-    return pa.from_numpy_dtype(TOKEN_DTYPE)
+    return pa.type_for_alias(TOKEN_DTYPE)
 
 
 def sentences_arrow_type():

@@ -1,5 +1,7 @@
 """The settings of `sharebert prepare` (`PrepareConfig`), checked when made: what the stage reads and how
-it shards. docs/prepare.md lists the options."""
+it shards. docs/prepare.md lists the options.
+
+Kept light (no numpy, blingfire): the command line reads its defaults from here."""
 
 from __future__ import annotations
 
@@ -10,8 +12,6 @@ from pathlib import Path
 from ...errors import ConfigError
 from .. import formats
 from ..parallel import default_workers
-from .balance import MAX_IMBALANCE
-from .segment import MAX_SENTENCE_CHARS
 
 INPUT_KINDS = ("wiki", "books", "text", "hf", "builtin")
 DEFAULT_TRAIN_VOCAB = 30522
@@ -84,6 +84,10 @@ class PrepareConfig:
 
     def settings(self) -> dict:
         """Every setting that shapes the output (not --workers or --overwrite: they never change it)."""
+        # Imported here: the command line reads this module's defaults without loading numpy and blingfire.
+        from .balance import MAX_IMBALANCE
+        from .segment import MAX_SENTENCE_CHARS
+
         return {
             "seed": self.seed,
             "num_train_shards": self.num_train_shards,
