@@ -32,17 +32,15 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# Where the real inputs are looked for when --dump / --vocab are not given: beside the checkout, not part of it.
-SHARED_DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's sharebert
 
-from process_tree import run_sampled  # noqa: E402  (bench/ is on sys.path as the script's folder)
-from replica import write_replica  # noqa: E402
+# bench/ is on sys.path as the script's folder
+from common import MB, benchmark_parser, median_run, require_inputs
+from process_tree import run_sampled
+from replica import write_replica
 
-from sharebert.pipeline import formats  # noqa: E402
+from sharebert.pipeline import formats
 
-MB = 1e6
 # The reference chain's samples/s per core (BERT's instance creation with its slow tokenizer, once per duplicate),
 # a figure measured on this kind of machine and described in docs/mask.md (Throughput); not measured here (its
 # code is not part of sharebert).
@@ -50,27 +48,13 @@ REFERENCE_CHAIN_SAMPLES_PER_S = (830, 1190)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--dump",
-        type=Path,
-        default=SHARED_DATA / "enwiki-sample.xml.bz2",
-        help="a MediaWiki dump (default: an enwiki sample in ../shared/data beside the checkout)",
-    )
-    p.add_argument(
-        "--vocab",
-        type=Path,
-        default=SHARED_DATA / "bert-base-uncased-vocab.txt",
-        help="a BERT vocab.txt (default: BERT's uncased vocab in ../shared/data beside the checkout)",
-    )
+    p = benchmark_parser(__doc__.split("\n")[0])
     p.add_argument("--target-mb", type=float, default=30.0, help="MB of article text to replicate the dump to")
     p.add_argument("--dup-factor", type=int, default=5)
     p.add_argument("--train-shards", type=int, default=16, help="train shards of the replica (prepare)")
-    p.add_argument("--work-dir", type=Path, help="keep the files here (default: a temporary folder)")
     p.add_argument(
         "--repeat", type=int, default=3, help="mask runs per worker count, interleaved; the median is reported"
     )
-    p.add_argument("--json", type=Path, help="also write the measurements here")
     p.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
@@ -142,9 +126,7 @@ def manifest_totals(samples: Path) -> tuple[int, int]:
 
 # ---------------------------------------------------------------- the measurements
 def measure(args: argparse.Namespace, work: Path) -> dict:
-    for path in (args.dump, args.vocab):
-        if not path.exists():
-            raise SystemExit(f"{path} is missing (see --dump / --vocab)")
+    require_inputs(args)
     one_copy = work / "one-copy"
     run_child(prepare_args(args.dump, args.vocab, one_copy, 1, 2, keep_text=True))
     bytes_per_copy = text_bytes(one_copy)
@@ -175,8 +157,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         for workers in timings:
             timings[workers].append(run_child(mask_args(workers)))
     for workers, runs in timings.items():
-        run = dict(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])  # the median run
-        run["all_seconds"] = [round(r["seconds"], 2) for r in runs]
+        run = median_run(runs)
         run["peak_rss_mb"] = run_child(mask_args(workers), sample=True)["peak_rss_mb"]  # one more run, sampled
         samples, tokens = manifest_totals(work / f"samples-{workers}")
         run.update(

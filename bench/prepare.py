@@ -37,42 +37,26 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-# Where the real inputs are looked for when --dump / --vocab are not given: beside the checkout, not part of it.
-SHARED_DATA = ROOT.parent / "shared" / "data"
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's sharebert
 
-from process_tree import run_sampled  # noqa: E402  (bench/ is on sys.path as the script's folder)
-from replica import DumpPages, write_replica  # noqa: E402
+# bench/ is on sys.path as the script's folder
+from common import MB, benchmark_parser, median_run, require_inputs
+from process_tree import run_sampled
+from replica import DumpPages, write_replica
 
-MB = 1e6
 TARGET_MB_PER_WORKER = 4.0
 TARGET_SPEEDUP_2 = 1.8
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument(
-        "--dump",
-        type=Path,
-        default=SHARED_DATA / "enwiki-sample.xml.bz2",
-        help="a MediaWiki dump (default: an enwiki sample in ../shared/data beside the checkout)",
-    )
-    p.add_argument(
-        "--vocab",
-        type=Path,
-        default=SHARED_DATA / "bert-base-uncased-vocab.txt",
-        help="a BERT vocab.txt (default: BERT's uncased vocab in ../shared/data beside the checkout)",
-    )
+    p = benchmark_parser(__doc__.split("\n")[0])
     p.add_argument("--target-mb", type=float, default=30.0, help="MB of XML to repeat the dump's pages to")
     p.add_argument("--pages-per-stream", type=int, default=100, help="pages per bz2 stream (multistream layout)")
     p.add_argument("--single-stream", action="store_true", help="write the dump as one bz2 stream instead")
     p.add_argument("--workers", default="1,2", help="comma-separated worker counts (default 1,2)")
     p.add_argument("--train-shards", type=int, default=16)
     p.add_argument("--test-shards", type=int, default=2)
-    p.add_argument("--work-dir", type=Path, help="keep the files here (default: a temporary folder)")
     p.add_argument("--repeat", type=int, default=3, help="runs per worker count, interleaved; the median is reported")
-    p.add_argument("--json", type=Path, help="also write the measurements here")
     p.add_argument("--child", help=argparse.SUPPRESS)  # JSON config of one timed run
     return p.parse_args(argv)
 
@@ -113,13 +97,6 @@ def _figure(value, spec: str) -> str:
     return "n/a (no psutil)" if value is None else format(value, spec)
 
 
-def median_run(runs: list[dict]) -> dict:
-    """The run of median time, with every run's time beside it."""
-    chosen = dict(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])
-    chosen["all_seconds"] = [round(r["seconds"], 2) for r in runs]
-    return chosen
-
-
 def timed_run(config: dict, sample: bool = False) -> dict:
     """One prepare run in a fresh process; with `sample`, also its tree's peak RSS and CPU (not timed then)."""
     out, peak_rss, tree_cpu = run_sampled([sys.executable, str(Path(__file__).resolve()), "--child",
@@ -136,9 +113,7 @@ def main(argv=None) -> None:
     if args.child:
         child(args.child)
         return
-    for path in (args.dump, args.vocab):
-        if not path.exists():
-            raise SystemExit(f"{path}: not found")
+    require_inputs(args)
     if args.pages_per_stream < 1:
         raise SystemExit(f"--pages-per-stream must be at least 1, got {args.pages_per_stream}")
     workers = [int(w) for w in args.workers.split(",")]

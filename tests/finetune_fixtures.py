@@ -35,8 +35,31 @@ HEADERS = {  # task -> (labelled header or None, test header)
     "rte": ("index\tsentence1\tsentence2\tlabel", "index\tsentence1\tsentence2"),
     "wnli": ("index\tsentence1\tsentence2\tlabel", "index\tsentence1\tsentence2"),
 }
+SUBMISSION_FILES = {  # a GLUE submission: one file per test split, the diagnostic (AX) included
+    "CoLA.tsv",
+    "SST-2.tsv",
+    "MRPC.tsv",
+    "QQP.tsv",
+    "STS-B.tsv",
+    "MNLI-m.tsv",
+    "MNLI-mm.tsv",
+    "QNLI.tsv",
+    "RTE.tsv",
+    "WNLI.tsv",
+    "AX.tsv",
+}
 MNLI_DEV_HEADER = _MNLI_COLS + "\tlabel1\tlabel2\tlabel3\tlabel4\tlabel5\tgold_label"
 AX_HEADER = "index\tsentence1\tsentence2"
+
+
+def _pair_columns(task: str, i: int, a: str, b: str | None) -> str:
+    """The columns that labelled and test rows share: what the task's files hold before the two sentences, then them."""
+    before = {
+        "mrpc": [1000 + i, 2000 + i],  # the sentences' ids
+        "stsb": ["main-captions", "MSRvid", "2012test", f"{i:04d}", "none", "none"],
+        "mnli": [31193 + i, f"{31193 + i}n", "fiction", f"( {a} )", f"( {b} )", f"(ROOT {a})", f"(ROOT {b})"],
+    }.get(task, [])
+    return "\t".join(str(column) for column in [*before, a, b])
 
 
 def labelled_row(task: str, i: int, a: str, b: str | None, label, dev: bool = False) -> str:
@@ -45,27 +68,20 @@ def labelled_row(task: str, i: int, a: str, b: str | None, label, dev: bool = Fa
     if task == "sst2":
         return f"{a}\t{label}"
     if task == "mrpc":
-        return f"{label}\t{1000 + i}\t{2000 + i}\t{a}\t{b}"
+        return f"{label}\t{_pair_columns(task, i, a, b)}"
     if task == "qqp":
         return f"{i}\t{2 * i}\t{2 * i + 1}\t{a}\t{b}\t{label}"
     if task == "stsb":
-        return f"{i}\tmain-captions\tMSRvid\t2012test\t{i:04d}\tnone\tnone\t{a}\t{b}\t{float(label):.3f}"
-    if task == "mnli":
-        labels = f"{label}\t{label}\t{label}\t{label}\t{label}" if dev else f"{label}"
-        return f"{i}\t{31193 + i}\t{31193 + i}n\tfiction\t( {a} )\t( {b} )\t(ROOT {a})\t(ROOT {b})\t{a}\t{b}\t{labels}\t{label}"
-    return f"{i}\t{a}\t{b}\t{label}"
+        label = f"{float(label):.3f}"
+    if task == "mnli":  # the annotators' labels (five in dev, one in train), then the gold label
+        label = "\t".join([str(label)] * ((5 if dev else 1) + 1))
+    return f"{unlabelled_row(task, i, a, b)}\t{label}"
 
 
 def unlabelled_row(task: str, i: int, a: str, b: str | None) -> str:
     if task in ("cola", "sst2"):
         return f"{i}\t{a}"
-    if task == "mrpc":
-        return f"{i}\t{1000 + i}\t{2000 + i}\t{a}\t{b}"
-    if task == "stsb":
-        return f"{i}\tmain-captions\tMSRvid\t2012test\t{i:04d}\tnone\tnone\t{a}\t{b}"
-    if task == "mnli":
-        return f"{i}\t{31193 + i}\t{31193 + i}n\tfiction\t( {a} )\t( {b} )\t(ROOT {a})\t(ROOT {b})\t{a}\t{b}"
-    return f"{i}\t{a}\t{b}"
+    return f"{i}\t{_pair_columns(task, i, a, b)}"
 
 
 def _write(path: Path, header: str | None, rows: list[str]) -> None:

@@ -3,11 +3,13 @@
 The samples follow the layout of `formats.SAMPLE_DATASETS` exactly, but their text is generated: each
 sequence walks through a small vocabulary with a fixed stride, so a masked token is predictable from its
 neighbours and a model's loss falls quickly. Used where `sharebert mask` output is not wanted (speed) or
-where a test needs a particular shape (uneven files, a wrong vocab size, a damaged file).
+where a test needs a particular shape (uneven files, a wrong vocab size, a damaged file). `pretrain_argv` is
+the command line that trains on such a folder.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -163,6 +165,11 @@ def write_numbered_samples(
     manifest.files = files
     formats.write_manifest(folder, manifest)
     return folder
+
+
+def pretrain_argv(samples: Path, out: Path, flags: str = "") -> list[str]:
+    """`sharebert pretrain` arguments that train on `samples` into `out`, then `flags` (split as a shell would)."""
+    return ["pretrain", "--dataset_path", str(samples), "--output_dir", str(out), *shlex.split(flags)]
 
 
 def row_numbers(input_ids) -> list[int]:

@@ -5,7 +5,16 @@ import json
 import numpy as np
 import pytest
 from fake_wandb import install_fake_wandb, set_wandb_credentials
-from finetune_fixtures import GOOD, NEUTRAL, VOCAB_SIZE, sentiment_examples, write_ax, write_task, write_vocab
+from finetune_fixtures import (
+    GOOD,
+    NEUTRAL,
+    SUBMISSION_FILES,
+    VOCAB_SIZE,
+    sentiment_examples,
+    write_ax,
+    write_task,
+    write_vocab,
+)
 
 from sharebert.cli import build_parser, main
 from sharebert.flags import command_flags
@@ -28,6 +37,15 @@ TEST_ROWS = 6
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+def finetune_argv(model, out, flags: str = "", **paths) -> list[str]:
+    """`sharebert finetune` arguments: the model and output folders, `flags` (split at spaces), then a flag for
+    each of `paths` (data_dir=..., dataset_name=...)."""
+    argv = ["finetune", "--model_name_or_path", str(model), "--output_dir", str(out), *flags.split()]
+    for name, path in paths.items():
+        argv += [f"--{name}", str(path)]
+    return argv
 
 
 def _examples(rng, task, n):
@@ -61,29 +79,8 @@ def suite(tmp_path_factory):
 
 def test_the_whole_suite_with_seeds(suite, capsys):
     out = suite / "all"
-    status = main(
-        [
-            "finetune",
-            "--model_name_or_path",
-            str(suite / "model"),
-            "--task_name",
-            "all",
-            "--data_dir",
-            str(suite / "glue"),
-            "--output_dir",
-            str(out),
-            "--max_steps",
-            "2",
-            "--eval_steps",
-            "1",
-            "--per_device_train_batch_size",
-            "8",
-            "--seeds",
-            "1",
-            "2",
-            "--quiet",
-        ]
-    )
+    flags = "--task_name all --max_steps 2 --eval_steps 1 --per_device_train_batch_size 8 --seeds 1 2 --quiet"
+    status = main(finetune_argv(suite / "model", out, flags, data_dir=suite / "glue"))
     assert status == 0
     printed = capsys.readouterr().out
     for name in ("CoLA", "SST-2", "MRPC", "QQP", "STS-B", "MNLI", "QNLI", "RTE", "WNLI", "GLUE average"):
@@ -104,19 +101,7 @@ def test_the_whole_suite_with_seeds(suite, capsys):
         np.mean([m["accuracy"] for m in mnli_run["metrics"].values()])
     )
     files = {p.name: p.read_text().splitlines() for p in (out / "submission").iterdir()}
-    assert set(files) == {
-        "CoLA.tsv",
-        "SST-2.tsv",
-        "MRPC.tsv",
-        "QQP.tsv",
-        "STS-B.tsv",
-        "MNLI-m.tsv",
-        "MNLI-mm.tsv",
-        "QNLI.tsv",
-        "RTE.tsv",
-        "WNLI.tsv",
-        "AX.tsv",
-    }
+    assert set(files) == SUBMISSION_FILES
     for name, lines in files.items():
         assert lines[0] == "index\tprediction"
         assert len(lines) - 1 == (3 if name == "AX.tsv" else TEST_ROWS)
@@ -198,25 +183,8 @@ def test_hugging_face_parquet_source(suite, tmp_path):
         table = pa.table({"sentence": [a for a, _, _ in part], "label": labels, "idx": list(range(len(part)))})
         pq.write_table(table, folder / f"{split}-00000-of-00001.parquet")
     out = tmp_path / "out"
-    assert (
-        main(
-            [
-                "finetune",
-                "--model_name_or_path",
-                str(suite / "model"),
-                "--task_name",
-                "sst2",
-                "--dataset_name",
-                str(tmp_path / "glue"),
-                "--output_dir",
-                str(out),
-                "--max_steps",
-                "2",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    argv = finetune_argv(suite / "model", out, "--task_name sst2 --max_steps 2 --quiet", dataset_name=tmp_path / "glue")
+    assert main(argv) == 0
     assert len((out / "submission" / "SST-2.tsv").read_text().splitlines()) == 1 + 6
 
 
@@ -237,16 +205,7 @@ def test_hugging_face_parquet_source(suite, tmp_path):
     ],
 )
 def test_bad_settings_are_one_line_errors(suite, tmp_path, capsys, extra, message):
-    argv = [
-        "finetune",
-        "--model_name_or_path",
-        str(suite / "model"),
-        "--data_dir",
-        str(suite / "glue"),
-        "--output_dir",
-        str(tmp_path / "o"),
-        *extra,
-    ]
+    argv = finetune_argv(suite / "model", tmp_path / "o", data_dir=suite / "glue") + extra
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("sharebert finetune: error:") and message in err and "\n" not in err
@@ -254,17 +213,7 @@ def test_bad_settings_are_one_line_errors(suite, tmp_path, capsys, extra, messag
 
 def test_missing_data_names_the_file(suite, tmp_path, capsys):
     (tmp_path / "glue" / "RTE").mkdir(parents=True)
-    argv = [
-        "finetune",
-        "--model_name_or_path",
-        str(suite / "model"),
-        "--data_dir",
-        str(tmp_path / "glue"),
-        "--task_name",
-        "rte",
-        "--output_dir",
-        str(tmp_path / "o"),
-    ]
+    argv = finetune_argv(suite / "model", tmp_path / "o", "--task_name rte", data_dir=tmp_path / "glue")
     assert main(argv) == 2
     assert "RTE/train.tsv: missing" in capsys.readouterr().err
 
@@ -275,21 +224,12 @@ def test_explicit_predict_needs_the_test_file(suite, tmp_path, capsys):
         glue, "rte", _examples(np.random.default_rng(0), "rte", 8), _examples(np.random.default_rng(1), "rte", 4), []
     )
     (glue / "RTE" / "test.tsv").unlink()
-    base = [
-        "finetune",
-        "--model_name_or_path",
-        str(suite / "model"),
-        "--data_dir",
-        str(glue),
-        "--task_name",
-        "rte",
-        "--max_steps",
-        "1",
-        "--quiet",
-    ]
-    assert main(base + ["--output_dir", str(tmp_path / "implicit")]) == 0  # no test file: no submission
+    flags = "--task_name rte --max_steps 1 --quiet"
+    implicit = finetune_argv(suite / "model", tmp_path / "implicit", flags, data_dir=glue)
+    assert main(implicit) == 0  # no test file: no submission
     assert not (tmp_path / "implicit" / "submission").exists()
-    assert main(base + ["--output_dir", str(tmp_path / "explicit"), "--do_train", "--do_predict"]) == 2
+    explicit = finetune_argv(suite / "model", tmp_path / "explicit", flags + " --do_train --do_predict", data_dir=glue)
+    assert main(explicit) == 2
     assert "RTE/test.tsv: missing" in capsys.readouterr().err
 
 
@@ -297,19 +237,7 @@ def test_non_empty_output_dir_needs_overwrite(suite, tmp_path, capsys):
     out = tmp_path / "o"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
-    argv = [
-        "finetune",
-        "--model_name_or_path",
-        str(suite / "model"),
-        "--data_dir",
-        str(suite / "glue"),
-        "--task_name",
-        "rte",
-        "--output_dir",
-        str(out),
-        "--max_steps",
-        "1",
-    ]
+    argv = finetune_argv(suite / "model", out, "--task_name rte --max_steps 1", data_dir=suite / "glue")
     assert main(argv) == 2
     assert "use --overwrite_output_dir" in capsys.readouterr().err
     assert main(argv + ["--overwrite_output_dir", "--quiet"]) == 0
@@ -320,29 +248,8 @@ def test_wandb_logging_is_offline_by_default(suite, tmp_path, monkeypatch):
     fake = install_fake_wandb(monkeypatch)
     monkeypatch.delenv("WANDB_MODE", raising=False)
     set_wandb_credentials(monkeypatch, tmp_path)  # credentials alone do not make it go online
-    argv = [
-        "finetune",
-        "--model_name_or_path",
-        str(suite / "model"),
-        "--data_dir",
-        str(suite / "glue"),
-        "--task_name",
-        "rte",
-        "--output_dir",
-        str(tmp_path / "o"),
-        "--max_steps",
-        "2",
-        "--eval_steps",
-        "1",
-        "--logging_steps",
-        "1",
-        "--seeds",
-        "3",
-        "--wandb",
-        "--run_name",
-        "demo",
-        "--quiet",
-    ]
+    flags = "--task_name rte --max_steps 2 --eval_steps 1 --logging_steps 1 --seeds 3 --wandb --run_name demo --quiet"
+    argv = finetune_argv(suite / "model", tmp_path / "o", flags, data_dir=suite / "glue")
     assert main(argv) == 0
     assert fake.modes == ["offline"]
     (run,) = fake.runs
@@ -354,25 +261,8 @@ def test_wandb_logging_is_offline_by_default(suite, tmp_path, monkeypatch):
 def test_a_failed_online_wandb_start_falls_back_to_offline(suite, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "online")
     fake = install_fake_wandb(monkeypatch, fail_online=True)
-    argv = [
-        "finetune",
-        "--model_name_or_path",
-        str(suite / "model"),
-        "--data_dir",
-        str(suite / "glue"),
-        "--task_name",
-        "rte",
-        "--output_dir",
-        str(tmp_path / "o"),
-        "--max_steps",
-        "1",
-        "--seeds",
-        "3",
-        "4",
-        "--report_to",
-        "wandb",
-        "--quiet",
-    ]
+    flags = "--task_name rte --max_steps 1 --seeds 3 4 --report_to wandb --quiet"
+    argv = finetune_argv(suite / "model", tmp_path / "o", flags, data_dir=suite / "glue")
     assert main(argv) == 0
     assert fake.modes == ["online", "offline", "online", "offline"]
     assert [run.init_kwargs["name"] for run in fake.runs] == ["o-rte-seed3", "o-rte-seed4"]

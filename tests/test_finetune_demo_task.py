@@ -5,7 +5,6 @@ from collections import Counter
 
 import numpy as np
 import pytest
-import torch
 from finetune_fixtures import GOOD, NEUTRAL, VOCAB_SIZE, WORDS, write_vocab
 
 from sharebert.errors import DataError
@@ -203,6 +202,7 @@ def test_command_line(prepared, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("corruption", ["replace", "shuffle"])
+@pytest.mark.usefixtures("torch_one_thread")
 def test_a_tiny_model_learns_the_demo_task(tmp_path, corruption):
     """A tiny model learns either corruption within seconds on the CPU (shuffled: only word order differs).
 
@@ -220,26 +220,21 @@ def test_a_tiny_model_learns_the_demo_task(tmp_path, corruption):
     assert summary["examples"]["dev"] >= 50
     config = ShareBertConfig.from_preset("tiny", vocab_size=VOCAB_SIZE, initializer_range=0.3)
     save_model_folder(ShareBertForMaskedLM(config, seed=0), tmp_path / "model", prepared / formats.VOCAB_FILE)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        report = finetune(
-            FinetuneConfig(
-                tmp_path / "model",
-                tmp_path / "out",
-                ["cola"],
-                data_dir=tmp_path / "task",
-                learning_rate=3e-3,
-                per_device_train_batch_size=32,
-                num_train_epochs=10,
-                warmup_steps=10,
-                eval_steps=20,
-                seeds=[1],
-                do_predict=False,
-            )
+    report = finetune(
+        FinetuneConfig(
+            tmp_path / "model",
+            tmp_path / "out",
+            ["cola"],
+            data_dir=tmp_path / "task",
+            learning_rate=3e-3,
+            per_device_train_batch_size=32,
+            num_train_epochs=10,
+            warmup_steps=10,
+            eval_steps=20,
+            seeds=[1],
+            do_predict=False,
         )
-    finally:
-        torch.set_num_threads(before)
+    )
     run = report["tasks"]["cola"]["runs"][0]
     assert run["metrics"]["validation"]["mcc"] > 0.5, run["history"]  # chance: 0
 

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from finetune_fixtures import FOLDERS, write_ax, write_task
+from finetune_fixtures import FOLDERS, SUBMISSION_FILES, write_ax, write_task
 
 from sharebert.errors import ConfigError, DataError
 from sharebert.trainer.finetune.glue import (
@@ -170,20 +170,7 @@ def test_submission_files(glue_dir, tmp_path):
             else:
                 predictions = np.arange(len(split)) % task.num_labels
             written[test.submission_file] = write_submission(out / test.submission_file, task, split, predictions)
-    expected = {
-        "CoLA.tsv",
-        "SST-2.tsv",
-        "MRPC.tsv",
-        "QQP.tsv",
-        "STS-B.tsv",
-        "MNLI-m.tsv",
-        "MNLI-mm.tsv",
-        "QNLI.tsv",
-        "RTE.tsv",
-        "WNLI.tsv",
-        "AX.tsv",
-    }
-    assert set(written) == expected == {p.name for p in out.iterdir()}
+    assert set(written) == SUBMISSION_FILES == {p.name for p in out.iterdir()}
 
     def rows(name):
         lines = (out / name).read_text().splitlines()

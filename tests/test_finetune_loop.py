@@ -47,10 +47,11 @@ def workspace(tmp_path_factory):
     return root
 
 
-def _config(root, out, tasks=("sst2",), **overrides):
+def _config(root, out, tasks=("sst2",), model=None, **overrides):
+    """Settings for fine-tuning `model` (default: the workspace's pretrained one) on the workspace's tasks."""
     settings = dict(per_device_train_batch_size=32, learning_rate=LR, warmup_steps=10, eval_steps=25, seeds=[1])
     settings.update(overrides)
-    return ft.FinetuneConfig(root / "pretrained", out, list(tasks), data_dir=root / "glue", **settings)
+    return ft.FinetuneConfig(model or root / "pretrained", out, list(tasks), data_dir=root / "glue", **settings)
 
 
 @pytest.fixture(scope="module")
@@ -228,20 +229,8 @@ def test_reference_checkpoint_folder(workspace):
     (folder / "config.json").write_text(json.dumps(reference_config))
     (folder / "vocab.txt").write_bytes((workspace / "vocab.txt").read_bytes())
     out = workspace / "from-reference"
-    ft.finetune(
-        ft.FinetuneConfig(
-            folder,
-            out,
-            ["sst2"],
-            data_dir=workspace / "glue",
-            learning_rate=1e-6,
-            max_steps=2,
-            warmup_steps=0,
-            eval_steps=1,
-            per_device_train_batch_size=8,
-            seeds=[1],
-        )
-    )
+    settings = dict(learning_rate=1e-6, max_steps=2, warmup_steps=0, eval_steps=1, per_device_train_batch_size=8)
+    ft.finetune(_config(workspace, out, model=folder, **settings))
     tuned = load_model_folder(out / "sst2" / "seed-1" / "model", task="sequence-classification")
     word = "bert.embeddings.word_embeddings.weight"
     assert torch.allclose(tuned.state_dict()[word], state[word], atol=1e-4)  # the encoder was loaded, not re-drawn

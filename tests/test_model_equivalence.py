@@ -74,15 +74,7 @@ def test_masked_lm_matches_plain_implementation(ln_mode, padded):
     batch = inputs(padded)
     out = model(**batch)
     fast_grads = gradients(model, out.loss)
-    ref_loss, ref_logits = plain.masked_lm(
-        dict(model.named_parameters()),
-        model.config,
-        batch["input_ids"],
-        batch["token_type_ids"],
-        batch["attention_mask"],
-        batch["masked_lm_positions"],
-        batch["labels"],
-    )
+    ref_loss, ref_logits = plain.masked_lm(dict(model.named_parameters()), model.config, **batch)
     assert out.logits.shape == (B, 4, V)
     assert relative_error(out.logits, ref_logits) < 1e-5
     assert relative_error(out.loss, ref_loss) < 1e-5
@@ -129,15 +121,7 @@ def test_options_match_plain_implementation_in_float64(overrides):
     model = randomize(ShareBertForMaskedLM(tiny(**overrides), seed=3), scale=0.3).double().eval()
     batch = inputs(padded=True)
     out = model(**batch)
-    ref_loss, ref_logits = plain.masked_lm(
-        dict(model.named_parameters()),
-        model.config,
-        batch["input_ids"],
-        batch["token_type_ids"],
-        batch["attention_mask"],
-        batch["masked_lm_positions"],
-        batch["labels"],
-    )
+    ref_loss, ref_logits = plain.masked_lm(dict(model.named_parameters()), model.config, **batch)
     assert relative_error(out.logits, ref_logits) < 1e-12
     assert_same_gradients(gradients(model, out.loss), gradients(model, ref_loss), rtol=1e-10)
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from samples_fixture import write_samples
+from samples_fixture import pretrain_argv, write_samples
 
 from sharebert.cli import build_parser, main, subcommand_first
 from sharebert.trainer.model.config import ShareBertConfig
@@ -134,24 +134,8 @@ def samples(tmp_path):
 
 
 def run_cli(samples, out, extra: str):
-    return main(
-        [
-            "pretrain",
-            "--dataset_path",
-            str(samples),
-            "--output_dir",
-            str(out),
-            "--preset",
-            "tiny",
-            "--train_batch_size",
-            "16",
-            "--train_micro_batch_size_per_gpu",
-            "8",
-            "--max_steps",
-            "3",
-            *shlex.split(extra),
-        ]
-    )
+    tiny = "--preset tiny --train_batch_size 16 --train_micro_batch_size_per_gpu 8 --max_steps 3"
+    return main(pretrain_argv(samples, out, f"{tiny} {extra}"))
 
 
 @pytest.mark.parametrize(

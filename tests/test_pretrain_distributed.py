@@ -9,7 +9,7 @@ import sys
 
 import pytest
 import torch
-from samples_fixture import write_samples
+from samples_fixture import pretrain_argv, write_samples
 
 from sharebert.trainer.pretrain.data import LoaderLayout, micro_batches_per_epoch
 
@@ -36,37 +36,13 @@ def epoch_at(step: int) -> int:
 def test_two_ranks_on_uneven_shards_run_the_same_steps_across_epochs(tmp_path):
     samples = write_samples(tmp_path / "samples", TRAIN_ROWS, TEST_ROWS)
     out = tmp_path / "run"
-    cmd = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node",
-        str(WORLD),
-        "-m",
-        "sharebert.cli",
-        "pretrain",
-        "--dataset_path",
-        str(samples),
-        "--output_dir",
-        str(out),
-        "--preset",
-        "tiny",
-        "--train_batch_size",
-        str(BATCH),
-        "--train_micro_batch_size_per_gpu",
-        str(MICRO_BATCH),
-        "--max_steps",
-        str(MAX_STEPS),
-        "--log_steps",
-        "4",
-        "--validation_steps",
-        str(MAX_STEPS // 2),
-        "--checkpoint_steps",
-        "1000",
-        "--seed",
-        str(SEED),
-    ]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(WORLD)]
+    flags = (
+        f"--preset tiny --train_batch_size {BATCH} --train_micro_batch_size_per_gpu {MICRO_BATCH}"
+        f" --max_steps {MAX_STEPS} --log_steps 4 --validation_steps {MAX_STEPS // 2} --checkpoint_steps 1000"
+        f" --seed {SEED}"
+    )
+    cmd = [*launcher, "-m", "sharebert.cli", *pretrain_argv(samples, out, flags)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=420)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -18,6 +18,18 @@ def tiny_model(seed=0):
     return ShareBertForMaskedLM(ShareBertConfig.from_preset("tiny", vocab_size=1024), seed=seed)
 
 
+def mlm_batch(generator: torch.Generator | None = None) -> dict:
+    """A masked-LM micro-batch for tiny_model: 4 random sequences of 16 tokens, positions 1 and 2 masked."""
+    ids = torch.randint(5, 1024, (4, 16), generator=generator)
+    return {
+        "input_ids": ids,
+        "attention_mask": torch.ones_like(ids),
+        "token_type_ids": torch.zeros_like(ids),
+        "masked_lm_positions": torch.tensor([[1, 2]] * 4),
+        "labels": ids[:, 1:3].clone(),
+    }
+
+
 def test_accumulation_is_derived_and_a_mismatch_names_the_numbers():
     assert eng.accumulation_steps(4000, 250, 1) == 16
     assert eng.accumulation_steps(4000, 250, 4) == 4
@@ -119,14 +131,7 @@ def test_engine_accumulates_steps_with_the_given_lr_and_round_trips_a_checkpoint
         model, eng.EngineConfig(train_batch_size=8, micro_batch_size=4, precision="fp32"), eng.LaunchEnvironment()
     )
     assert engine.accumulation_steps == 2 and engine.device.type == "cpu"
-    ids = torch.randint(5, 1024, (4, 16))
-    inputs = {
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
-        "token_type_ids": torch.zeros_like(ids),
-        "masked_lm_positions": torch.tensor([[1, 2]] * 4),
-        "labels": ids[:, 1:3].clone(),
-    }
+    inputs = mlm_batch()
     for _ in range(2):
         loss = engine.forward_backward(inputs)
     norm = float(engine.grad_norm_tensor())
@@ -157,14 +162,7 @@ def test_bf16_forward_through_the_engine_really_runs_in_bf16():
     engine = eng.TrainingEngine(
         model, eng.EngineConfig(train_batch_size=4, micro_batch_size=4, precision="bf16"), eng.LaunchEnvironment()
     )
-    ids = torch.randint(5, 1024, (4, 16))
-    inputs = {
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
-        "token_type_ids": torch.zeros_like(ids),
-        "masked_lm_positions": torch.tensor([[1, 2]] * 4),
-        "labels": ids[:, 1:3].clone(),
-    }
+    inputs = mlm_batch()
     loss = engine.forward_backward(inputs)
     engine.optimizer_step(lr=1e-3)
     assert seen == [torch.bfloat16] and torch.isfinite(loss)
@@ -199,14 +197,7 @@ def test_fp16_updates_with_the_true_gradients(monkeypatch, zero_stage):
     config = ShareBertConfig.from_preset(
         "tiny", vocab_size=1024, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0
     )
-    ids = torch.randint(5, 1024, (4, 16), generator=torch.Generator().manual_seed(0))
-    inputs = {
-        "input_ids": ids,
-        "attention_mask": torch.ones_like(ids),
-        "token_type_ids": torch.zeros_like(ids),
-        "masked_lm_positions": torch.tensor([[1, 2]] * 4),
-        "labels": ids[:, 1:3].clone(),
-    }
+    inputs = mlm_batch(torch.Generator().manual_seed(0))
     reference = ShareBertForMaskedLM(config, seed=0)
     reference(**inputs).loss.backward()
     true_norm = float(torch.nn.utils.get_total_norm([p.grad for p in reference.parameters() if p.grad is not None]))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import shutil
 import signal
 import threading
@@ -13,7 +12,7 @@ import time
 import pytest
 import torch
 from fake_wandb import install_fake_wandb, set_wandb_credentials
-from samples_fixture import write_samples
+from samples_fixture import pretrain_argv, write_samples
 
 from sharebert.cli import build_parser, main
 from sharebert.trainer.model.modeling import load_model_folder
@@ -32,9 +31,7 @@ def samples(tmp_path_factory):
 
 
 def run(samples, out, extra: str):
-    args = build_parser().parse_args(
-        ["pretrain", "--dataset_path", str(samples), "--output_dir", str(out), *shlex.split(TINY), *shlex.split(extra)]
-    )
+    args = build_parser().parse_args(pretrain_argv(samples, out, f"{TINY} {extra}"))
     return pretrain(build_config(args))
 
 
@@ -172,20 +169,7 @@ def test_a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(samples, tmp
 
     monkeypatch.setattr(TrainingEngine, "forward_backward", poisoned)
     out = tmp_path / "r"
-    status = main(
-        [
-            "pretrain",
-            "--dataset_path",
-            str(samples),
-            "--output_dir",
-            str(out),
-            *shlex.split(TINY),
-            "--max_steps",
-            "10",
-            "--checkpoint_steps",
-            "2",
-        ]
-    )
+    status = main(pretrain_argv(samples, out, f"{TINY} --max_steps 10 --checkpoint_steps 2"))
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert status == 2
     assert "non-finite loss nan at step 4 (fp32)" in err and "step00000002" in err

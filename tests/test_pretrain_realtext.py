@@ -12,6 +12,7 @@ import json
 import math
 
 import pytest
+from samples_fixture import pretrain_argv
 
 from sharebert.cli import main
 
@@ -30,32 +31,11 @@ def wiki_samples(dump, vocab, tmp_path):
 def test_the_loss_falls_clearly_on_real_text(tmp_path, wiki_dump, wiki_vocab):
     samples = wiki_samples(wiki_dump.path, wiki_vocab, tmp_path)
     out = tmp_path / "run"
-    status = main(
-        [
-            "pretrain",
-            "--dataset_path",
-            str(samples),
-            "--output_dir",
-            str(out),
-            "--preset",
-            "tiny",
-            "--train_batch_size",
-            "16",
-            "--train_micro_batch_size_per_gpu",
-            "16",
-            "--max_steps",
-            "100",
-            "--log_steps",
-            "5",
-            "--validation_steps",
-            "100",
-            "--checkpoint_steps",
-            "1000",
-            "--tokenizer_name",
-            str(wiki_vocab),
-            "-q",
-        ]
+    flags = (
+        "--preset tiny --train_batch_size 16 --train_micro_batch_size_per_gpu 16 --max_steps 100 --log_steps 5"
+        " --validation_steps 100 --checkpoint_steps 1000 -q"
     )
+    status = main(pretrain_argv(samples, out, flags) + ["--tokenizer_name", str(wiki_vocab)])
     assert status == 0
     records = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
