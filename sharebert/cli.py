@@ -100,30 +100,14 @@ def _add_mask(sub, common) -> None:
         "folder", metavar="PREPARED_DIR", help="output of `sharebert prepare` (SAMPLES_DIR with --validate-only)"
     )
     p.add_argument("-o", "--output", metavar="SAMPLES_DIR", help="folder for the samples and manifest.json")
-    p.add_argument(
-        "--max-seq-length", type=int, metavar="S", help=shown("max_seq_length", "tokens per sample incl. [CLS]/[SEP]")
-    )
-    p.add_argument(
-        "--max-predictions-per-seq",
-        type=int,
-        metavar="M",
-        help=shown("max_predictions_per_seq", "masked positions per sample at most"),
-    )
-    p.add_argument(
-        "--masked-lm-prob", type=float, metavar="P", help=shown("masked_lm_prob", "fraction of tokens masked")
-    )
-    p.add_argument(
-        "--short-seq-prob",
-        type=float,
-        metavar="P",
-        help=shown("short_seq_prob", "chance a document aims at a shorter length"),
-    )
-    p.add_argument(
-        "--dup-factor",
-        type=int,
-        metavar="N",
-        help=shown("dup_factor", "masked copies of every shard, each with its own seed"),
-    )
+    for dest, kind, metavar, text in (
+        ("max_seq_length", int, "S", "tokens per sample incl. [CLS]/[SEP]"),
+        ("max_predictions_per_seq", int, "M", "masked positions per sample at most"),
+        ("masked_lm_prob", float, "P", "fraction of tokens masked"),
+        ("short_seq_prob", float, "P", "chance a document aims at a shorter length"),
+        ("dup_factor", int, "N", "masked copies of every shard, each with its own seed"),
+    ):
+        p.add_argument("--" + dest.replace("_", "-"), type=kind, metavar=metavar, help=shown(dest, text))
     p.add_argument("--seed", type=int, help=shown("seed", "seed of every random choice"))
     p.add_argument(
         "--nsp", action="store_true", default=None, help="sentence pairs with next-sentence labels (original BERT)"
