@@ -363,10 +363,6 @@ class ValidationReport:
     problems: list[Problem]  # every problem, folder-level ones first
     counts: SampleCounts
 
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
 
 def check_folder(config: ValidateConfig) -> ValidationReport:
     """Check every sample file of a folder (and, with a manifest, sizes, hashes, rows and the vocab)."""
