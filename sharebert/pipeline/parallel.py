@@ -7,11 +7,14 @@ outputs never depend on the number of workers.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import multiprocessing
 import os
+import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -35,7 +38,8 @@ def default_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _init_worker(initializer: Callable | None, initargs: tuple) -> None:
+def _init_worker(parent_pid: int | None, initializer: Callable | None, initargs: tuple) -> None:
+    _die_with_parent(os.getppid() if parent_pid is None else parent_pid)
     # One core's worth of threads: the environment for libraries still to start (pyarrow sizes its pool
     # by OMP_NUM_THREADS), and pyarrow's pool itself where a forked worker inherits it at its parent's size.
     os.environ.update(_ONE_THREAD)
@@ -44,6 +48,54 @@ def _init_worker(initializer: Callable | None, initargs: tuple) -> None:
     _allocate_arrow_memory_with_the_c_library()
     if initializer is not None:
         initializer(*initargs)
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """End this worker when `parent_pid`, the process that started it, ends, even by SIGKILL: a worker
+    blocked on its task queue would otherwise wait forever (docs/prepare.md, "How it runs"). On Linux the
+    kernel kills it (PR_SET_PDEATHSIG); elsewhere a thread polls the parent's pid. Either way, a parent
+    already gone before this ran (the worker was then handed to another process) ends it here."""
+    if not _kill_this_process_when_its_parent_exits():
+        threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), name="parent-watch", daemon=True).start()
+    _let_go_of_the_fork_server()
+    if os.getppid() != parent_pid:
+        os._exit(1)
+
+
+def _let_go_of_the_fork_server() -> None:
+    """A fork server ends when the last copy of a pipe's write end closes: the main process holds one,
+    and CPython hands every process forked from the server one too (for processes of its own, which
+    workers never start). Held here, it would keep the server alive after the main process died, and
+    the server this worker. (The copy is a private attribute of CPython's multiprocessing.forkserver;
+    where there is none, there is nothing to close.)"""
+    from multiprocessing import forkserver
+
+    server = forkserver._forkserver
+    lifeline = getattr(server, "_forkserver_alive_fd", None)
+    if lifeline is not None:
+        os.close(lifeline)
+        server._forkserver_alive_fd = None
+
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _kill_this_process_when_its_parent_exits() -> bool:
+    """Ask Linux to send SIGKILL to this process when the thread that started it exits (the workers'
+    parents start them from a thread that outlives the pool); False where that cannot be asked."""
+    if sys.platform != "linux":
+        return False
+    try:
+        prctl = ctypes.CDLL(None).prctl
+    except (OSError, AttributeError):
+        return False
+    return prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0) == 0
+
+
+def _exit_when_orphaned(parent_pid: int, poll_seconds: float = 0.5) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(poll_seconds)
+    os._exit(1)
 
 
 def _allocate_arrow_memory_with_the_c_library() -> None:
@@ -146,7 +198,8 @@ class WorkerPool:
     (they inherit its imports and state at once: no interpreter start, no imports, about 0.25 s of CPU
     less per worker), unless this process then runs Python threads besides the main one; elsewhere, or
     then, from a fork server. The environment variable SHAREBERT_START_METHOD (fork, forkserver, spawn)
-    overrides that choice.
+    overrides that choice. However this process ends, SIGKILL included, its workers end with it (see
+    `_die_with_parent`).
 
     Every process that runs tasks (this one, with workers <= 1) allocates Arrow memory with the C
     library's allocator (see `_allocate_arrow_memory_with_the_c_library`).
@@ -262,9 +315,23 @@ class WorkerPool:
                 self._context = multiprocessing.get_context("fork") if fork else _worker_context(self._preload)
             initializer, initargs = self._initializer or (None, ())
             self._pool = ProcessPoolExecutor(
-                self.workers, mp_context=self._context, initializer=_init_worker, initargs=(initializer, initargs)
+                self.workers,
+                mp_context=self._context,
+                initializer=_init_worker,
+                initargs=(self._workers_parent(), initializer, initargs),
             )
         return self._pool
+
+    def _workers_parent(self) -> int | None:
+        """The pid of the process the workers are started from: this one, or the fork server booted for
+        them (which ends with this process, see `_let_go_of_the_fork_server`). None where that server's
+        pid cannot be known (a private attribute of CPython's multiprocessing.forkserver): a worker then
+        takes the parent it finds at its start for the one that started it."""
+        if self._context.get_start_method() != "forkserver":
+            return os.getpid()
+        from multiprocessing import forkserver
+
+        return getattr(forkserver._forkserver, "_forkserver_pid", None)
 
     def release(self) -> None:
         """Let the workers exit now, while this process goes on; `close` (or leaving the `with`) waits
