@@ -217,3 +217,11 @@ def test_pretrain_refuses_token_ids_outside_the_vocab(tmp_path, capsys, dataset,
     )
     assert expected in err
     assert not (tmp_path / "run" / "model").exists()
+
+
+def test_pretrain_refuses_a_manifest_vocab_size_other_than_the_vocab_files(tmp_path, capsys):
+    samples = write_samples(tmp_path / "samples", [64, 40], [32])
+    _edit_json(samples / formats.MANIFEST_FILE, lambda m: m["vocab"].update(size=40000))
+    assert main(pretrain_argv(samples, tmp_path / "run", TINY)) == 2
+    err = _one_error_line(capsys, "pretrain")
+    assert f"{samples / formats.VOCAB_FILE}: 1024 tokens but manifest.json says 40000" in err

@@ -29,6 +29,7 @@ import torch
 from ...errors import DataError, file_error
 from ...fileio import sha256_file
 from ...pipeline import formats
+from ...tokenization import read_vocab
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class TrainingSamples:
         return sum(self.train_rows) / len(self.train)
 
     def vocab_file(self) -> Path:
-        """SAMPLES_DIR/vocab.txt (`sharebert mask` copies it there), checked against the manifest."""
+        """SAMPLES_DIR/vocab.txt (`sharebert mask` copies it there), checked against the manifest: its
+        sha256, and its size, which the model's vocab_size is."""
         path = self.folder / formats.VOCAB_FILE
         if not path.exists():
             raise file_error(path, "missing: `sharebert mask` copies the vocab next to the samples")
@@ -71,6 +73,9 @@ class TrainingSamples:
             raise file_error(
                 path, f"not the vocab the samples were made with (sha256 differs from {formats.MANIFEST_FILE})"
             )
+        tokens = len(read_vocab(path))
+        if tokens != self.manifest.vocab_size:
+            raise file_error(path, f"{tokens} tokens but {formats.MANIFEST_FILE} says {self.manifest.vocab_size}")
         return path
 
 
