@@ -15,6 +15,7 @@ This module never imports torch; pyarrow and h5py are imported where they are us
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,90 @@ from ..errors import DataError, file_error
 from ..fileio import read_json, write_json_atomic
 
 SPLITS = ("train", "test")
+
+
+# ---------------------------------------------------------------- what prepare.json and manifest.json may hold
+def listed_path(folder: str | Path, name: str, listed_in: str) -> Path:
+    """FOLDER/name for a file that FOLDER/listed_in lists. Only a plain file name whose file (symlinks
+    followed) lies inside the folder is accepted: a listing never makes a reader open a file elsewhere."""
+    folder = Path(folder)
+    problem = _listed_name_problem(name)
+    if problem is None:
+        try:
+            target = (folder / name).resolve()
+            if not target.is_relative_to(folder.resolve()):
+                problem = f"leads to {target}, outside the folder"
+        except (OSError, RuntimeError) as e:  # RuntimeError: a symlink loop
+            problem = f"cannot be resolved ({e})"
+    if problem is not None:
+        raise file_error(
+            folder / listed_in, f"lists {name!r}, which {problem}: listed files must be plain file names in the folder"
+        )
+    return folder / name
+
+
+def _listed_name_problem(name: str) -> str | None:
+    if name.startswith("/"):
+        return "is an absolute path"
+    if name in ("", ".", "..") or "/" in name or "\0" in name:
+        return "is not a plain file name"
+    return None
+
+
+# JSON field types, by name: a description and a test. bool is an int in Python, never in these files.
+_KINDS = {
+    "string": ("a string", lambda v: isinstance(v, str)),
+    "integer": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "count": ("an integer >= 0", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0),
+    "positive": ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+    "number": ("a number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)),
+    "boolean": ("true or false", lambda v: isinstance(v, bool)),
+    "object": ("a JSON object", lambda v: isinstance(v, dict)),
+    "split": (f"one of {', '.join(map(repr, SPLITS))}", lambda v: isinstance(v, str) and v in SPLITS),
+}
+
+
+def check_json_fields(path: str | Path, value, fields: dict) -> None:
+    """Check the fields a reader relies on against `fields`: {name: kind of _KINDS, {nested fields} or
+    [fields of every item of a list]}; a name ending in "?" may be absent or null. Other fields are not
+    looked at. DataError naming the file and the field on the first mismatch."""
+    problem = _fields_problem(value, fields, "")
+    if problem is not None:
+        raise file_error(path, problem)
+
+
+def _fields_problem(value, spec, where: str) -> str | None:
+    if isinstance(spec, dict):
+        if not isinstance(value, dict):
+            return _type_problem(where, "a JSON object", value)
+        for key, field_spec in spec.items():
+            name = key.rstrip("?")
+            inner = f"{where}.{name}" if where else name
+            if value.get(name) is None:
+                if key.endswith("?"):
+                    continue
+                return f"field {inner} is {'null' if name in value else 'missing'}"
+            problem = _fields_problem(value[name], field_spec, inner)
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(spec, list):
+        if not isinstance(value, list):
+            return _type_problem(where, "a JSON list", value)
+        for i, item in enumerate(value):
+            problem = _fields_problem(item, spec[0], f"{where}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    description, fits = _KINDS[spec]
+    return None if fits(value) else _type_problem(where, description, value)
+
+
+def _type_problem(where: str, expected: str, value) -> str:
+    shown = json.dumps(value, ensure_ascii=False)
+    shown = shown if len(shown) <= 40 else shown[:37] + "..."
+    return f"field {where or '(the whole file)'} must be {expected}, not {shown}"
+
 
 # ---------------------------------------------------------------- prepared shards (Parquet)
 PREPARE_FORMAT_VERSION = 1
@@ -99,8 +184,30 @@ def parquet_writer_options() -> dict:
     }
 
 
+# The fields of prepare.json its readers rely on, with their types (check_json_fields; docs/prepare.md).
+_PREPARE_INFO_FIELDS = {
+    "format_version": "integer",
+    "vocab?": {"sha256?": "string", "size?": "positive", "lowercase?": "boolean"},
+    "shards": [
+        {
+            "file": "string",
+            "split": "split",
+            "index": "count",
+            "bytes": "count",
+            "sha256?": "string",
+            "documents?": "count",
+            "sentences?": "count",
+            "tokens?": "count",
+        }
+    ],
+    "totals?": "object",
+    "settings?": "object",
+}
+
+
 def read_prepare_info(folder: str | Path) -> dict:
-    """Load and check PREPARED_DIR/prepare.json: present, of our format version, its shards present."""
+    """Load and check PREPARED_DIR/prepare.json: present, of our format version and field types, its
+    shards plain file names in the folder, present and of their listed sizes."""
     folder = Path(folder)
     path = folder / PREPARE_INFO_FILE
     if not folder.is_dir():
@@ -111,8 +218,9 @@ def read_prepare_info(folder: str | Path) -> dict:
     version = info.get("format_version") if isinstance(info, dict) else None
     if version != PREPARE_FORMAT_VERSION:
         raise file_error(path, f"format version {version!r} is not the supported {PREPARE_FORMAT_VERSION}")
-    for shard in info.get("shards", []):
-        shard_path = folder / shard["file"]
+    check_json_fields(path, info, _PREPARE_INFO_FIELDS)
+    for shard in info["shards"]:
+        shard_path = listed_path(folder, shard["file"], PREPARE_INFO_FILE)
         if not shard_path.exists():
             raise file_error(shard_path, "listed in prepare.json but missing")
         if shard_path.stat().st_size != shard["bytes"]:
@@ -252,6 +360,39 @@ class Manifest:
         return cls(**d)
 
 
+# The fields of manifest.json its readers rely on, with their types (check_json_fields; docs/mask.md).
+_MANIFEST_FIELDS = {
+    "format_version": "integer",
+    "settings": {
+        "max_seq_length": "positive",
+        "max_predictions_per_seq": "positive",
+        "masked_lm_prob": "number",
+        "nsp?": "boolean",
+        "whole_word_masking?": "boolean",
+    },
+    "vocab": {
+        "sha256?": "string",
+        "size": "positive",
+        "special_ids": dict.fromkeys(("pad", "unk", "cls", "sep", "mask"), "count"),
+    },
+    "prepare": "object",
+    "files": [
+        {
+            "name": "string",
+            "split": "split",
+            "rows": "count",
+            "bytes": "count",
+            "sha256": "string",
+            "source_shard": "string",
+            "duplicate": "count",
+        }
+    ],
+    "totals?": "object",
+    "stats?": "object",
+    "sharebert_version?": "string",
+}
+
+
 def write_manifest(folder: str | Path, manifest: Manifest) -> None:
     write_json_atomic(Path(folder) / MANIFEST_FILE, manifest.to_dict())
 
@@ -259,7 +400,8 @@ def write_manifest(folder: str | Path, manifest: Manifest) -> None:
 def read_manifest(folder: str | Path, check: str = "size") -> Manifest:
     """Load SAMPLES_DIR/manifest.json and check the files against it.
 
-    check: "none" (only parse), "size" (files exist with the listed byte sizes; fast), or "sha256"
+    Always: the fields have their types and every listed file is a plain name in the folder (listed_path).
+    check: "none" (nothing more), "size" (files exist with the listed byte sizes; fast), or "sha256"
     (also hash every file). Any mismatch raises DataError naming the file.
     """
     folder = Path(folder)
@@ -272,10 +414,13 @@ def read_manifest(folder: str | Path, check: str = "size") -> Manifest:
     version = raw.get("format_version") if isinstance(raw, dict) else None
     if version != MANIFEST_FORMAT_VERSION:
         raise file_error(path, f"format version {version!r} is not the supported {MANIFEST_FORMAT_VERSION}")
+    check_json_fields(path, raw, _MANIFEST_FIELDS)
     try:
         manifest = Manifest.from_dict(raw)
     except (KeyError, TypeError) as e:
         raise file_error(path, f"malformed manifest ({e})") from None
+    for f in manifest.files:
+        listed_path(folder, f.name, MANIFEST_FILE)
     if check != "none":
         verify_manifest_files(folder, manifest, hash_files=(check == "sha256"))
     return manifest
@@ -285,7 +430,7 @@ def verify_manifest_files(folder: Path, manifest: Manifest, hash_files: bool) ->
     from ..fileio import sha256_file
 
     for f in manifest.files:
-        p = Path(folder) / f.name
+        p = listed_path(folder, f.name, MANIFEST_FILE)
         if not p.exists():
             raise file_error(p, f"listed in {MANIFEST_FILE} but missing")
         size = p.stat().st_size
@@ -347,6 +492,8 @@ __all__ = [
     "DataError",
     "Manifest",
     "SampleFile",
+    "check_json_fields",
+    "listed_path",
     "parquet_schema",
     "parquet_writer_options",
     "parse_sample_file_name",

@@ -300,16 +300,16 @@ def read_shard_tokens(path: Path, vocab_size: int, special: SpecialIds) -> Shard
     import pyarrow.parquet as pq
 
     try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, pa.ArrowException) as e:
+        raise _unreadable_shard(path, e) from None
+    _check_shard_schema(path, parquet.schema_arrow)
+    try:
         # ParquetFile.read, not read_table: read_table imports pyarrow.dataset and pandas (~1 s per worker).
-        table = pq.ParquetFile(path).read(columns=[formats.SENTENCES_COLUMN], use_threads=False)
+        table = parquet.read(columns=[formats.SENTENCES_COLUMN], use_threads=False)
     except (OSError, pa.ArrowException, KeyError) as e:
-        raise file_error(
-            path, f"cannot read the prepared shard ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
-        ) from None
+        raise _unreadable_shard(path, e) from None
     column = table.column(formats.SENTENCES_COLUMN)
-    expected = formats.sentences_arrow_type()
-    if column.type != expected:
-        raise file_error(path, f"column {formats.SENTENCES_COLUMN} has type {column.type}, expected {expected}")
     documents = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     sentences = documents.flatten()
     doc_offsets = _int_array(documents.offsets).astype(np.int64)
@@ -318,6 +318,21 @@ def read_shard_tokens(path: Path, vocab_size: int, special: SpecialIds) -> Shard
     shard = ShardTokens(tokens, sent_offsets - sent_offsets[0], doc_offsets - doc_offsets[0])
     _check_shard(path, shard, vocab_size, special)
     return shard
+
+
+def _unreadable_shard(path: Path, e: Exception) -> DataError:
+    return file_error(
+        path, f"cannot read the prepared shard ({str(e).splitlines()[0] if str(e) else type(e).__name__})"
+    )
+
+
+def _check_shard_schema(path: Path, schema) -> None:
+    """The shard has the sentences column of formats.parquet_schema (other columns are not read)."""
+    if formats.SENTENCES_COLUMN not in schema.names:
+        raise file_error(path, f"has no column {formats.SENTENCES_COLUMN!r}: not a shard of `sharebert prepare`")
+    found, expected = schema.field(formats.SENTENCES_COLUMN).type, formats.sentences_arrow_type()
+    if found != expected:
+        raise file_error(path, f"column {formats.SENTENCES_COLUMN} has type {found}, expected {expected}")
 
 
 def _int_array(array) -> np.ndarray:

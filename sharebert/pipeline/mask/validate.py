@@ -464,7 +464,7 @@ def _plan_with_manifest(config: ValidateConfig) -> _Plan:
         problem = _file_against_manifest(folder, f)
         if problem:
             problems.append(problem)
-        if (folder / f.name).exists():
+        if formats.listed_path(folder, f.name, formats.MANIFEST_FILE).exists():
             names.append(f.name)
     for name in _sample_names(folder):
         if name not in listed:
@@ -473,7 +473,7 @@ def _plan_with_manifest(config: ValidateConfig) -> _Plan:
 
 
 def _file_against_manifest(folder: Path, f: formats.SampleFile) -> Problem | None:
-    path = folder / f.name
+    path = formats.listed_path(folder, f.name, formats.MANIFEST_FILE)
     if not path.exists():
         return Problem(f.name, f"listed in {formats.MANIFEST_FILE} but missing")
     size = path.stat().st_size

@@ -129,7 +129,7 @@ def iter_corpus_sentences(prepared_dir: Path, info: dict, vocab: list[str]):
     if not shards:
         raise file_error(prepared_dir / formats.PREPARE_INFO_FILE, "lists no shards")
     for shard in shards:
-        path = prepared_dir / shard["file"]
+        path = formats.listed_path(prepared_dir, shard["file"], formats.PREPARE_INFO_FILE)
         parquet = pq.ParquetFile(path)
         has_text = formats.TEXT_COLUMN in parquet.schema_arrow.names
         columns = [formats.ID_COLUMN, formats.TEXT_COLUMN if has_text else formats.SENTENCES_COLUMN]

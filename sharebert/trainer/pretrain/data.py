@@ -29,6 +29,7 @@ import torch
 from ...errors import DataError, file_error
 from ...fileio import sha256_file
 from ...pipeline import formats
+from ...tokenization import read_vocab
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class TrainingSamples:
         return sum(self.train_rows) / len(self.train)
 
     def vocab_file(self) -> Path:
-        """SAMPLES_DIR/vocab.txt (`sharebert mask` copies it there), checked against the manifest."""
+        """SAMPLES_DIR/vocab.txt (`sharebert mask` copies it there), checked against the manifest: its
+        sha256, and its size, which the model's vocab_size is."""
         path = self.folder / formats.VOCAB_FILE
         if not path.exists():
             raise file_error(path, "missing: `sharebert mask` copies the vocab next to the samples")
@@ -71,6 +73,9 @@ class TrainingSamples:
             raise file_error(
                 path, f"not the vocab the samples were made with (sha256 differs from {formats.MANIFEST_FILE})"
             )
+        tokens = len(read_vocab(path))
+        if tokens != self.manifest.vocab_size:
+            raise file_error(path, f"{tokens} tokens but {formats.MANIFEST_FILE} says {self.manifest.vocab_size}")
         return path
 
 
@@ -96,7 +101,11 @@ def open_training_samples(
             where, "the samples have no next-sentence labels (made without --nsp) but the model type needs them"
         )
     train, test = (
-        tuple(SampleFileRef(folder / f.name, f.rows) for f in manifest.files_of(s) if f.rows > 0)
+        tuple(
+            SampleFileRef(formats.listed_path(folder, f.name, formats.MANIFEST_FILE), f.rows)
+            for f in manifest.files_of(s)
+            if f.rows > 0
+        )
         for s in ("train", "test")
     )
     if not train:
@@ -224,19 +233,22 @@ def micro_batches_per_epoch(rows_per_file: Sequence[int], layout: LoaderLayout, 
 
 # ------------------------------------------------------------------------------------ reading
 class SampleReader:
-    """Reads row ranges of sample files, keeping a few files open (used by one thread only)."""
+    """Reads row ranges of sample files, keeping a few files open (used by one thread only); every token
+    id read is checked against the model's vocab size."""
 
-    def __init__(self, files: Sequence[SampleFileRef], names: Sequence[str]):
-        self.files, self.names = files, tuple(names)
+    def __init__(self, files: Sequence[SampleFileRef], names: Sequence[str], vocab_size: int):
+        self.files, self.names, self.vocab_size = files, tuple(names), vocab_size
         self._open: OrderedDict[int, object] = OrderedDict()
 
     def read(self, block: Block) -> dict[str, np.ndarray]:
         f = self._file(block.file)
+        where = self.files[block.file].path
         try:
-            return {name: f[name][block.start : block.stop] for name in self.names}
+            arrays = {name: f[name][block.start : block.stop] for name in self.names}
         except (OSError, KeyError) as e:
-            where = self.files[block.file].path
             raise file_error(where, f"cannot read rows {block.start}-{block.stop} ({e})") from None
+        check_token_ids(where, block, arrays, self.vocab_size)
+        return arrays
 
     def read_blocks(self, blocks: Sequence[Block]) -> dict[str, np.ndarray]:
         parts = [self.read(b) for b in blocks]
@@ -260,6 +272,22 @@ class SampleReader:
     def close(self) -> None:
         while self._open:
             self._open.popitem()[1].close()
+
+
+def check_token_ids(path: Path, block: Block, arrays: dict[str, np.ndarray], vocab_size: int) -> None:
+    """The token ids of the rows lie in [0, vocab_size): an id outside would crash the embedding lookup
+    mid-training or, as a label, make the loss undefined. A min and a max per block: cheap."""
+    for name in (formats.INPUT_IDS, formats.MASKED_LM_IDS):
+        ids = arrays[name]
+        if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+            outside = (ids < 0) | (ids >= vocab_size)
+            row = int(np.flatnonzero(outside.any(axis=1))[0])
+            raise file_error(
+                path,
+                f"rows {block.start}-{block.stop}: {name} holds token ids outside the model's vocab "
+                f"({vocab_size} tokens) (first: {ids[outside][0]} in row {block.start + row}): "
+                "not samples of this vocab",
+            )
 
 
 def model_inputs(arrays: dict[str, np.ndarray], pin: bool) -> dict[str, torch.Tensor]:
@@ -296,7 +324,7 @@ def train_batches(
     samples: TrainingSamples, layout: LoaderLayout, start: DataPosition, nsp: bool = False, pin: bool = False
 ) -> Iterator[MicroBatch]:
     """The endless stream of this rank's micro-batches from `start` on (epoch after epoch)."""
-    reader = SampleReader(samples.train, list(formats.sample_datasets(nsp)))
+    reader = SampleReader(samples.train, list(formats.sample_datasets(nsp)), samples.manifest.vocab_size)
     epoch, skip = start.epoch, start.micro_batch
     try:
         while True:
@@ -361,7 +389,7 @@ def validation_batches(
         b = Block(b.file, b.start, min(b.stop, b.start + max_samples - total))
         chosen.append(b)
         total += b.rows
-    reader = SampleReader(samples.test, list(formats.sample_datasets(nsp)))
+    reader = SampleReader(samples.test, list(formats.sample_datasets(nsp)), samples.manifest.vocab_size)
     try:
         for block in deal_blocks(chosen, layout.world_size)[layout.rank]:
             arrays = reader.read(block)
