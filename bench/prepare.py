@@ -15,6 +15,9 @@ What it does (everything under --work-dir, default a temporary folder):
   3. Prints, per worker count: seconds, MB/s of dump XML (uncompressed) in total and per worker,
      tokens/s, documents, peak RSS of the process tree; then the speed-up of the largest worker count
      over 1, and whether the runs wrote identical shards.
+  4. Prepares --dump itself once more with --keep-text (untimed) and counts the markup that leaked into
+     the shards' text: wiki syntax, file-link remnants, HTML entities and tags (MARKUP_LEAKS), per MB of
+     text, target zero. Prose may hold a few of these legitimately (a "|" quoted in an article).
 
 Targets, printed next to the measurements (docs/prepare.md, Speed): >= 4 MB/s of dump XML per worker
 end to end, and 2 workers >= 1.8x one, on a 2-core machine. Timings are of the `prepare()` call inside
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import tempfile
@@ -46,6 +50,18 @@ from replica import DumpPages, write_replica
 
 TARGET_MB_PER_WORKER = 4.0
 TARGET_SPEEDUP_2 = 1.8
+# What cleaned prose should never hold (docs/prepare.md, Wikipedia): name -> pattern.
+MARKUP_LEAKS = {
+    "[[": re.compile(r"\[\["),
+    "]]": re.compile(r"\]\]"),
+    "{{": re.compile(r"\{\{"),
+    "}}": re.compile(r"\}\}"),
+    "|-runs": re.compile(r"\|+"),
+    "thumb": re.compile(r"\|\s*thumb|\bthumb(?:nail)?\s*\|", re.I),
+    "file:/image:": re.compile(r"\b(?:file|image)\s*:[^\n|]*?\.(?:jpe?g|png|gif|svg|tiff?|ogg|pdf)\b", re.I),
+    "entities": re.compile(r"&(?:[a-z][a-z0-9]*|#[0-9]+|#x[0-9a-f]+);", re.I),
+    "tags": re.compile(r"</?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>", re.I),
+}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -74,6 +90,7 @@ def child(config_json: str) -> None:
         num_train_shards=c["train_shards"],
         num_test_shards=c["test_shards"],
         workers=c["workers"],
+        keep_text=c.get("keep_text", False),
     )
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
@@ -105,6 +122,34 @@ def timed_run(config: dict, sample: bool = False) -> dict:
     if peak_rss is not None:
         report.update(peak_rss_mb=peak_rss / MB, cpu_seconds_tree=tree_cpu)
     return report
+
+
+def count_markup_leaks(texts) -> dict:
+    """How often each MARKUP_LEAKS pattern occurs in the texts, and the MB of text (UTF-8) they make."""
+    counts, size = dict.fromkeys(MARKUP_LEAKS, 0), 0
+    for text in texts:
+        size += len(text.encode("utf-8"))
+        for name, pattern in MARKUP_LEAKS.items():
+            counts[name] += len(pattern.findall(text))
+    return {"text_mb": size / MB, "counts": counts, "per_mb": sum(counts.values()) / max(size / MB, 1e-9)}
+
+
+def markup_leaks(dump: Path, vocab: Path, output: Path, workers: int) -> dict:
+    """Prepares the dump with --keep-text (untimed) and counts the markup in its shards' sentences."""
+    import pyarrow.parquet as pq
+
+    from sharebert.pipeline import formats
+
+    shutil.rmtree(output, ignore_errors=True)
+    timed_run({"output": str(output), "dump": str(dump), "vocab": str(vocab), "train_shards": 1, "test_shards": 1,
+               "workers": workers, "keep_text": True})  # fmt: skip
+    texts = (
+        sentence
+        for shard in sorted(output.glob("*.parquet"))
+        for sentences in pq.read_table(shard, columns=[formats.TEXT_COLUMN]).column(0).to_pylist()
+        for sentence in sentences
+    )
+    return count_markup_leaks(texts)
 
 
 # ---------------------------------------------------------------- main
@@ -165,6 +210,13 @@ def main(argv=None) -> None:
             identical = len({tuple(r["shards"]) for r in runs.values()}) == 1
             summary["identical_output"] = identical
             print(f"identical shards for every worker count: {'yes' if identical else 'NO'}")
+        leaks = markup_leaks(args.dump, args.vocab, work / "prepared-text", max(workers))
+        summary["markup_leaks"] = leaks
+        found = ", ".join(f"{name} {count}" for name, count in leaks["counts"].items())
+        print(
+            f"markup leaked into the text of {args.dump.name} ({leaks['text_mb']:.2f} MB of sentences): "
+            f"{leaks['per_mb']:.2f} per MB (target 0: {'ok' if leaks['per_mb'] == 0 else 'NOT ZERO'}): {found}"
+        )
         if args.json:
             args.json.write_text(json.dumps(summary, indent=2) + "\n")
 

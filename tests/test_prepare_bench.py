@@ -31,6 +31,8 @@ def test_bench_builds_a_bigger_dump_and_reports(tmp_path):
     assert summary["xml_mb"] >= 0.1 and summary["copies"] > 1
     assert [r["workers"] for r in summary["runs"]] == [1, 2]
     assert summary["identical_output"] is True
+    assert "markup leaked into the text" in done.stdout
+    assert summary["markup_leaks"]["text_mb"] > 0 and set(summary["markup_leaks"]["counts"].values()) == {0}
     for r in summary["runs"]:
         assert r["seconds"] > 0 and r["tokens"] > 0 and r["documents"] == 12 * summary["copies"]
     repeated = bz2.BZ2File(tmp_path / "work" / "enwiki-repeated.xml.bz2").read().decode()

@@ -11,7 +11,7 @@ from sharebert.pipeline import formats
 from sharebert.pipeline.prepare.stage import InputSpec, PrepareConfig, prepare
 from sharebert.tokenization import bert_tokenizer, read_vocab
 
-MARKUP = ("{{", "}}", "[[", "]]", "{|", "<ref", "&lt;", "&nbsp;", "&ndash;")
+MARKUP = ("{{", "}}", "[[", "]]", "{|", "|", "thumb", "<ref", "&lt;", "&nbsp;", "&ndash;")
 
 
 def prepare_dump(dump, vocab, out):

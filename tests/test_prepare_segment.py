@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 from sharebert.pipeline.prepare.records import LINES, PLAIN, WIKITEXT, RawDocument
 from sharebert.pipeline.prepare.segment import MAX_SENTENCE_CHARS, cut_long_sentence, segment, split_sentences
 
@@ -40,3 +42,57 @@ def test_layouts():
     assert segment(lines).sentences == ["One sentence per line", "Another line"]
     assert segment(wiki).sentences == ["Bold start.", "Body text."]
     assert (segment(wiki).id, segment(wiki).source) == ("w", "s")
+
+
+class CopyCountingStr(str):
+    """A str that counts the characters of every string its slicing and stripping make."""
+
+    copied = 0
+
+    def _counted(self, result: str) -> CopyCountingStr:
+        CopyCountingStr.copied += len(result)
+        return CopyCountingStr(result)
+
+    def __getitem__(self, key):
+        return self._counted(str.__getitem__(self, key))
+
+    def strip(self, chars=None):
+        return self._counted(str.strip(self, chars))
+
+    def lstrip(self, chars=None):
+        return self._counted(str.lstrip(self, chars))
+
+    def rstrip(self, chars=None):
+        return self._counted(str.rstrip(self, chars))
+
+
+def test_cutting_a_long_line_copies_each_character_a_bounded_number_of_times():
+    # Copying the rest of the line for each piece would copy ~ n^2 / (2 * limit) characters: 250x n here.
+    line = " ".join(f"w{i % 997}" for i in range(20_000))
+    CopyCountingStr.copied = 0
+    pieces = cut_long_sentence(CopyCountingStr(line), limit=200)
+    assert " ".join(pieces) == line and all(len(p) <= 200 for p in pieces)
+    assert CopyCountingStr.copied <= 3 * len(line)
+
+
+def quadratic_cut(sentence: str, limit: int) -> list[str]:
+    """The cut as first written (each piece copies the rest of the sentence): the output to keep."""
+    pieces = []
+    while len(sentence) > limit:
+        cut = sentence.rfind(" ", 0, limit + 1)
+        if cut <= 0:
+            cut = limit
+        pieces.append(sentence[:cut].strip())
+        sentence = sentence[cut:].strip()
+    if sentence:
+        pieces.append(sentence)
+    return [p for p in pieces if p]
+
+
+def test_cut_pieces_are_those_of_the_first_version():
+    rng = random.Random(5)
+    parts = ["a", "bc", " ", "  ", "\t", "\u3000", "x" * 7, " " * 12, "\n", "é"]
+    for _ in range(20_000):
+        sentence = "".join(rng.choice(parts) for _ in range(rng.randint(0, 40)))
+        limit = rng.randint(1, 12)
+        assert cut_long_sentence(sentence, limit) == quadratic_cut(sentence, limit), (sentence, limit)

@@ -6,7 +6,7 @@ import pytest
 
 from sharebert.pipeline.prepare.wikimarkup import wikitext_to_paragraphs
 
-MARKUP_LEFTOVERS = ("{{", "}}", "[[", "]]", "{|", "|}", "<ref", "&lt;", "'''", "''", "==", "<!--", "__")
+MARKUP_LEFTOVERS = ("{{", "}}", "[[", "]]", "{|", "|}", "|", "thumb", "<ref", "&lt;", "'''", "''", "==", "<!--", "__")
 
 
 def prose(markup: str) -> str:
@@ -37,6 +37,24 @@ def prose(markup: str) -> str:
         ("[[File:A.jpg|thumb|200px|A [[cat]] on a [[Mat (rug)|mat]].]]Cats sit.", "Cats sit."),
         ("[[Image:B.png|left]] Dogs run. [[Media:C.ogg]]", "Dogs run."),
         ("Art.<gallery>\nFile:X.jpg|Caption\n</gallery>", "Art."),
+        # ... and with single brackets in the caption, beside links, a reference, a line break or new lines
+        (
+            "[[File:Congress.jpg|thumb|Front row (left to right): [[Alexey Rykov|Rykov]], [[Stalin]] [above], "
+            "at the congress.&lt;ref&gt;[[Isaac Deutscher]], p.&amp;nbsp;311&lt;/ref&gt;]]\nThe novel.",
+            "The novel.",
+        ),
+        (
+            "[[Image:C4.png|thumb|right| Alkanes: [[n-butane|''n''-butane]].&lt;br /&gt; Bicyclo[1.1.0]butane "
+            "has no isomer; [[tetrahedrane]] (below).]]Alkanes burn.",
+            "Alkanes burn.",
+        ),
+        (
+            "[[file : Map.svg|thumb|upright=1.2|A map\nof the [[Harbour|harbour]] [north is up]\nin 1901.]]\nText.",
+            "Text.",
+        ),
+        ("[[IMAGE:X.jpg|thumb|Seen in 1901 [1]]] Rest. [[Media:Song.ogg|The song [live]]]", "Rest."),
+        ("See [[Harbour|the [[File:H.jpg|20px|an icon [x]]] harbour]] now.", "See the harbour now."),
+        ("Text.[[Category:Rivers [old]]]", "Text."),
         # categories (but a leading colon makes a visible link), interlanguage links
         ("Text.\n[[Category:Rivers|Aa]]\n[[de:Fluss]]\n[[be-x-old:Рака]]\n[[simple:River]]", "Text."),
         ("See [[:Category:Rivers]].", "See Category:Rivers."),

@@ -3,13 +3,13 @@
 The <siteinfo> header declares the namespaces of English Wikipedia; the pages are articles, redirects
 (main namespace, with a <redirect> element) and pages of other namespaces (talk, project, template,
 category, file), each with the revision metadata of a real dump. Articles carry the markup the cleaner
-must remove (infoboxes and nested templates, references with citations, tables, images with captions
-that hold links, categories, interlanguage links, comments, HTML entities and tags, headings, lists,
-trailing "See also" / "References" / "External links" sections) around generated English prose: a few
-sentence patterns filled from word lists, with word frequencies falling off like a natural language's.
-No text comes from Wikipedia. Everything is decided by a seeded random generator, so a given
-(articles, seed) always writes the same bytes, and `GeneratedDump` says what each page is, so a test can
-derive its expected counts from the generator instead of hard-coding them.
+must remove (infoboxes and nested templates, references with citations, tables, images whose captions
+hold links, single brackets, references and line breaks, categories, interlanguage links, comments, HTML
+entities and tags, headings, lists, trailing "See also" / "References" / "External links" sections) around
+generated English prose: a few sentence patterns filled from word lists, with word frequencies falling off
+like a natural language's. No text comes from Wikipedia. Everything is decided by a seeded random
+generator, so a given (articles, seed) always writes the same bytes, and `GeneratedDump` says what each
+page is, so a test can derive its expected counts from the generator instead of hard-coding them.
 """
 
 from __future__ import annotations
@@ -219,11 +219,26 @@ def decoration(rng: random.Random, title: str, titles: list[str]) -> str:
         )
         return f'{{| class="wikitable sortable"\n|+ Population\n|-\n! Year !! People !! Parish\n{rows}\n|}}'
     if kind == 3:
-        caption = f"The [[{rng.choice(titles)}]] in {rng.randint(1880, 1990)}."
-        return f"[[File:{title} {rng.randint(1, 9)}.jpg|thumb|left|{caption}]]"
+        return image(title, rng.choice(titles), rng.randint(1880, 1990), rng.randint(1, 9))
     if kind == 4:
         return f"<!-- {rng.choice(VERBS)} in the next edit -->" + paragraph(rng, title, titles, 1)
     return f"<blockquote>{sentence(rng, title, titles)}</blockquote>"
+
+
+def image(title: str, other: str, year: int, number: int) -> str:
+    """An image with a caption, in one of four forms picked by the year (no draw of its own, so the rest of
+    the dump does not depend on them): links in the caption; or also single brackets, a reference, a line
+    break, lines of its own, and the Image: alias spelled in other ways, as captions in real dumps have."""
+    form = year % 4
+    if form == 0:
+        return f"[[File:{title} {number}.jpg|thumb|left|The [[{other}]] in {year}.]]"
+    if form == 1:
+        return (f"[[File:{title} {number}.jpg|thumb|Front row (left to right): [[{other}|the mayor]], [[{title}]] "
+                f"[above], in {year}.<ref>[[{other}]], p.&nbsp;{number}</ref>]]")  # fmt: skip
+    if form == 2:
+        return (f"[[Image:{title} {number}.png|thumb|right| The [[{other}|''{other}'']] bridge.<br /> "
+                f"Bicyclo[1.1.0]butane; [[{title}]] (below) in {year} [{number}]]]")  # fmt: skip
+    return f"[[image : {title} {number}.svg|thumb|upright=1.2|A map\nof [[{other}]] [north is up]\nin {year}.]]"
 
 
 def redirect_text(rng: random.Random, target: str) -> str:

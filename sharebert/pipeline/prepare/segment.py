@@ -26,6 +26,8 @@ _JOINER = f" {_PARAGRAPH_SEPARATOR} "
 _SANITIZE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\xa0\u2028\u2029\ufeff]")
 _BLANK_LINES = re.compile(r"\n[ \t\r\f\v]*\n\s*")
 _WHITESPACE = re.compile(r"\s+")
+# \s is what str.strip() strips (both use Unicode's whitespace property).
+_LEADING_WHITESPACE = re.compile(r"\s*")
 
 
 def document_paragraphs(doc: RawDocument) -> list[str]:
@@ -61,17 +63,28 @@ def split_sentences(paragraphs: list[str]) -> list[str]:
 
 
 def cut_long_sentence(sentence: str, limit: int = MAX_SENTENCE_CHARS) -> list[str]:
-    """Pieces of at most `limit` characters, cut at the last space before the limit when there is one."""
+    """Pieces of at most `limit` characters, cut at the last space before the limit when there is one.
+
+    The rest of the sentence is tracked by offsets, never copied, so that a line of any length is cut in
+    time linear in its length (each piece is looked at and copied once).
+    """
     pieces = []
-    while len(sentence) > limit:
-        cut = sentence.rfind(" ", 0, limit + 1)
-        if cut <= 0:
-            cut = limit
-        pieces.append(sentence[:cut].strip())
-        sentence = sentence[cut:].strip()
-    if sentence:
-        pieces.append(sentence)
+    start, end = 0, len(sentence)
+    while end - start > limit:
+        space = sentence.rfind(" ", start, start + limit + 1)
+        cut = space if space > start else start + limit
+        pieces.append(sentence[start:cut].strip())
+        start = _LEADING_WHITESPACE.match(sentence, cut).end()
+        end = max(start, _end_without_trailing_whitespace(sentence, end))
+    if start < end:
+        pieces.append(sentence[start:end])
     return [p for p in pieces if p]
+
+
+def _end_without_trailing_whitespace(text: str, end: int) -> int:
+    while end and text[end - 1].isspace():
+        end -= 1
+    return end
 
 
 def segment(doc: RawDocument) -> Document:

@@ -44,6 +44,13 @@ _BARE_URL = re.compile(r"(?:https?|ftp)://[^\s<>\"\[\]{}|]+")
 _LINK = re.compile(r"\[\[([^\[\]]*)\]\]")
 _PLAIN_LINK = re.compile(r"\[\[([^\[\]|:#]+)\]\]")
 _PIPED_LINK = re.compile(r"\[\[[^\[\]|:#]+\|([^\[\]|]*[^\[\]|\s][^\[\]|]*)\]\]")
+_DROPPED_NAMESPACES = frozenset({"file", "image", "media", "category"})
+# A dropped link whose caption holds single brackets ("[above]", "Bicyclo[1.1.0]butane", "[1]]]"), once the
+# links inside it are gone: [[ namespace: ... ]] with no [[ or ]] inside.
+_DROPPED_LINK = re.compile(
+    rf"\[\[\s*(?:{'|'.join(sorted(_DROPPED_NAMESPACES))})\s*:[^\[\]]*(?:(?:\[(?!\[)|\](?!\])|\](?=\]\]))[^\[\]]*)*\]\]",
+    re.I,
+)
 _MAGIC_WORD = re.compile(r"__[A-Z]+__")
 _LEFTOVER = re.compile(r"\[\[|\]\]|\{\{|\}\}|\{\||\|\}|</?ref\b[^>\n]*>?", re.I)
 _SPACES = re.compile(r"  +")  # a literal first character keeps the scan fast
@@ -53,7 +60,6 @@ _SPACE_BEFORE_PUNCT = re.compile(r" ([,.;:!?])")
 _GROUP_1 = itemgetter(1)
 _LANGUAGE_CODE = re.compile(r"^[a-z]{2,3}(?:-[a-z0-9]{1,8})*$")
 
-_DROPPED_NAMESPACES = frozenset({"file", "image", "media", "category"})
 # Interwiki prefixes of articles that look like language codes but are not interlanguage links.
 _INTERWIKI_NOT_LANGUAGE = frozenset({"doi", "hdl", "rfc", "irc", "mw", "voy", "wmf", "wikt", "iso"})
 _LANGUAGE_EXTRA = frozenset({"simple", "be-x-old", "zh-min-nan", "zh-classical", "zh-yue", "roa-rup"})
@@ -83,7 +89,7 @@ def wikitext_to_paragraphs(text: str) -> list[str]:
         text = _BARE_URL.sub("", text)
     if "[[" in text:
         text = _PIPED_LINK.sub(_GROUP_1, _PLAIN_LINK.sub(_GROUP_1, text))
-        text = _remove_innermost(_LINK, text, "[[", _link_text)
+        text = _remove_links(text)
     if "__" in text:
         text = _MAGIC_WORD.sub("", text)
     if "<" in text:
@@ -99,6 +105,18 @@ def _remove_innermost(pattern: re.Pattern, text: str, opener: str, replacement="
         text, count = pattern.subn(replacement, text)
         if not count:
             break
+    return text
+
+
+def _remove_links(text: str) -> str:
+    """Links innermost first; a file or category link that single brackets in its caption keep from
+    matching as a link is dropped whole once the links inside it are gone, and the links around it follow."""
+    while "[[" in text:
+        text, count = _LINK.subn(_link_text, text)
+        if not count:
+            text, count = _DROPPED_LINK.subn("", text)
+            if not count:
+                break
     return text
 
 
