@@ -96,3 +96,39 @@ def test_cut_pieces_are_those_of_the_first_version():
         sentence = "".join(rng.choice(parts) for _ in range(rng.randint(0, 40)))
         limit = rng.randint(1, 12)
         assert cut_long_sentence(sentence, limit) == quadratic_cut(sentence, limit), (sentence, limit)
+
+
+def test_a_long_document_reaches_blingfire_in_bounded_groups_and_a_short_one_whole(monkeypatch):
+    from sharebert.pipeline.prepare import segment as segment_module
+
+    rng = random.Random(5)
+    words = ["alpha", "beta", "gamma.", "Delta", "e.g.", "Mr.", "x", "(y)", "z?"]
+    paragraphs = [" ".join(rng.choice(words) for _ in range(rng.randrange(1, 60))) for _ in range(300)]
+    whole = split_sentences(paragraphs)
+    assert sum(map(len, paragraphs)) < segment_module.SPLIT_WINDOW_CHARS
+    sizes = []
+    real = segment_module.blingfire.text_to_sentences
+    monkeypatch.setattr(
+        segment_module.blingfire, "text_to_sentences", lambda text: sizes.append(len(text)) or real(text)
+    )
+    assert split_sentences(paragraphs) == whole and len(sizes) == 1
+    sizes.clear()
+    monkeypatch.setattr(segment_module, "SPLIT_WINDOW_CHARS", 500)
+    grouped = split_sentences(paragraphs)
+    assert len(sizes) > 10 and max(sizes) <= 500 + 60 * 3  # a group, plus its paragraph joiners
+    assert " ".join(grouped).split() == " ".join(paragraphs).split()  # every word, in order
+
+
+def test_a_paragraph_longer_than_the_window_is_split_in_windows_cut_at_spaces(monkeypatch):
+    from sharebert.pipeline.prepare import segment as segment_module
+
+    sizes = []
+    real = segment_module.blingfire.text_to_sentences
+    monkeypatch.setattr(
+        segment_module.blingfire, "text_to_sentences", lambda text: sizes.append(len(text)) or real(text)
+    )
+    monkeypatch.setattr(segment_module, "SPLIT_WINDOW_CHARS", 1000)
+    line = " ".join(f"word{i}" for i in range(2000))  # about 14,000 characters, no sentence end
+    sentences = split_sentences([line])
+    assert max(sizes) <= 1000 and sum(sizes) == len(line)
+    assert " ".join(sentences).split() == line.split()  # every word kept, none cut in two

@@ -178,3 +178,14 @@ def test_builtin_corpus_is_python_own_text_and_deterministic():
     assert len({d.id for d in first}) == len(first)
     assert stats.documents_read == len(first)
     assert source.describe()["sha256"] == open_source("builtin", "python-stdlib", "python-stdlib").describe()["sha256"]
+
+
+def test_a_line_longer_than_many_chunks_is_read_whole(tmp_path, monkeypatch):
+    from sharebert.pipeline.prepare.sources import text as text_module
+
+    monkeypatch.setattr(text_module, "READ_CHUNK", 64)
+    long_line = "".join(f"w{i} " for i in range(20000)).strip()
+    path = tmp_path / "long.txt"
+    path.write_bytes(f"{long_line}\r\nshort line\n\nsecond document".encode())
+    docs, _, _ = read_all("text", path)
+    assert [d.text for d in docs] == [f"{long_line}\nshort line", "second document"]

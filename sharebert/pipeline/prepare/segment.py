@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 
 import blingfire
 
@@ -18,6 +19,11 @@ from .wikimarkup import wikitext_to_paragraphs
 log = logging.getLogger(__name__)
 
 MAX_SENTENCE_CHARS = 2000
+# blingfire holds about 25 bytes per character of the text it splits. A document longer than this goes to it
+# in groups of paragraphs of at most this many characters, and a longer paragraph in windows cut at a space
+# (blingfire looks across paragraph ends, so this can split a few sentences differently; shorter documents
+# go whole, as they always did).
+SPLIT_WINDOW_CHARS = 1 << 20
 # blingfire treats newlines as spaces; this separator always ends a sentence and is stripped after.
 _PARAGRAPH_SEPARATOR = "\u2029"
 _JOINER = f" {_PARAGRAPH_SEPARATOR} "
@@ -43,8 +49,45 @@ def document_paragraphs(doc: RawDocument) -> list[str]:
 
 def split_sentences(paragraphs: list[str]) -> list[str]:
     """Non-empty, stripped sentences of the paragraphs, in order."""
-    if not paragraphs:
-        return []
+    sentences = []
+    for group in _paragraph_groups(paragraphs, SPLIT_WINDOW_CHARS):
+        sentences.extend(_split_group(group))
+    return sentences
+
+
+def _paragraph_groups(paragraphs: list[str], limit: int) -> Iterator[list[str]]:
+    """All paragraphs in one group when they fit in `limit` characters; else consecutive groups of at most
+    `limit` characters, a longer paragraph alone, in windows."""
+    if sum(len(p) + 1 for p in paragraphs) <= limit:
+        if paragraphs:
+            yield paragraphs
+        return
+    group, size = [], 0
+    for paragraph in paragraphs:
+        if group and size + len(paragraph) > limit:
+            yield group
+            group, size = [], 0
+        if len(paragraph) > limit:
+            yield from ([window] for window in _windows(paragraph, limit))
+            continue
+        group.append(paragraph)
+        size += len(paragraph) + 1
+    if group:
+        yield group
+
+
+def _windows(paragraph: str, limit: int) -> Iterator[str]:
+    """Pieces of at most `limit` characters, cut after the last space of each (anywhere when it has none)."""
+    start = 0
+    while len(paragraph) - start > limit:
+        cut = paragraph.rfind(" ", start, start + limit)
+        end = cut + 1 if cut > start else start + limit
+        yield paragraph[start:end]
+        start = end
+    yield paragraph[start:]
+
+
+def _split_group(paragraphs: list[str]) -> list[str]:
     text = _SANITIZE.sub(" ", "\n".join(paragraphs)).replace("\n", _JOINER)
     split = blingfire.text_to_sentences(text)
     if not split and text.strip():  # blingfire signals an internal failure with an empty result

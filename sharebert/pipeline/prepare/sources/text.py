@@ -39,7 +39,7 @@ class TextSource(FileSource):
     def _lines(self, stats: ReadStats) -> Iterator[str]:
         """Lines without their line ends; invalid UTF-8 is replaced (and counted) as it streams by."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending = ""
+        pending: list[str] = []  # the pieces of a line not yet ended (kept apart: a line may be gigabytes long)
         first = True
         tail = b""  # last bytes of the previous chunk: a literal U+FFFD may straddle two chunks
         try:
@@ -53,16 +53,20 @@ class TextSource(FileSource):
                     if first and text.startswith("\ufeff"):
                         text = text[1:]
                     first = False
-                    pending += text
-                    *complete, pending = pending.split("\n")
+                    *complete, rest = text.split("\n")
+                    if complete:
+                        complete[0] = "".join(pending) + complete[0]
+                        pending = []
+                    pending.append(rest)
                     for line in complete:
                         yield line.rstrip("\r")
                     if not chunk:
                         break
         except OSError as e:
             raise file_error(self._file, f"cannot read file ({e.strerror})") from None
-        if pending:
-            yield pending.rstrip("\r")
+        last = "".join(pending)
+        if last:
+            yield last.rstrip("\r")
 
 
 def _literal_replacements(chunk: bytes) -> int:
