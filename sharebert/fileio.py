@@ -11,6 +11,8 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+from .errors import DataError, ShareBertError, file_error
+
 PART_SUFFIX = ".part"
 
 
@@ -68,8 +70,6 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
 
 def read_json(path: str | os.PathLike):
     """Read a JSON file; a missing or malformed file raises DataError naming it."""
-    from .errors import file_error
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -113,8 +113,6 @@ LOW_SPACE_BYTES = 1 << 20
 def is_disk_full(error: BaseException, folder: str | os.PathLike | None = None) -> bool:
     """Whether `error` (or an error it was raised from) says the disk is full; with `folder`, also any
     OSError or RuntimeError while that folder's filesystem has almost no space left."""
-    from .errors import ShareBertError
-
     if isinstance(error, ShareBertError) or not isinstance(error, Exception):
         return False
     cause: BaseException | None = error
@@ -138,18 +136,23 @@ def free_bytes(folder: str | os.PathLike) -> int | None:
         return None
 
 
-def disk_full_error(folder: str | os.PathLike):
-    """The one-line DataError of a full disk: the folder, and that a rerun resumes."""
-    from .errors import file_error
+class DiskFullError(DataError):
+    """A write failed because the disk is full."""
 
-    return file_error(folder, "no space left on device; free some space and rerun the same command to resume")
+
+def disk_full_error(folder: str | os.PathLike) -> DiskFullError:
+    """The one-line error of a full disk: the folder, and that a rerun resumes."""
+    return DiskFullError(f"{folder}: no space left on device; free some space and rerun the same command to resume")
 
 
 @contextlib.contextmanager
 def disk_full_as_error(folder: str | os.PathLike) -> Iterator[None]:
-    """Turn a full disk while writing into `folder` into disk_full_error(folder); other errors pass."""
+    """Turn a full disk while writing into `folder` (or into a folder of it: a temporary one) into
+    disk_full_error(folder); other errors pass."""
     try:
         yield
+    except DiskFullError:
+        raise disk_full_error(folder) from None
     except Exception as e:
         if is_disk_full(e, folder):
             raise disk_full_error(folder) from None

@@ -20,6 +20,7 @@ from sharebert.pipeline import formats
 from sharebert.pipeline.run_folder import UnitRecords
 
 REPO = Path(sharebert.__file__).resolve().parents[1]
+LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 HDF5_FULL = RuntimeError(
     "Can't decrement id ref count (file write failed: time = now, filename = '/x/.a.hdf5.1.part', "
     "file descriptor = 3, errno = 28, error message = 'No space left on device')"
@@ -97,7 +98,9 @@ def small_disk(folder: Path, size: str):
 
 
 def _sharebert(*argv) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO))
+    # Without the launcher's variables, which an in-process pretrain test leaves behind (its port is taken).
+    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
+    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     command = [sys.executable, "-m", "sharebert", *map(str, argv), "-q"]
     return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
 
@@ -142,3 +145,20 @@ def test_prepare_on_a_full_disk_says_so_and_a_rerun_with_space_resumes(tmp_path)
         assert rerun.returncode == 0, rerun.stderr
         assert _contents(out) == _contents(tmp_path / "reference")
         assert sorted(p.name for p in out.iterdir()) == sorted(_contents(out))  # no work folder, no temp files
+
+
+def test_pretrain_on_a_full_disk_says_so_and_resumes_to_the_same_model(tmp_path):
+    from samples_fixture import write_samples
+
+    samples = write_samples(tmp_path / "samples", [64, 40], [32])
+    args = ["--dataset_path", samples, "--preset", "tiny", "--train_batch_size", 16]
+    args += ["--train_micro_batch_size_per_gpu", 8, "--max_steps", 3, "--checkpoint_steps", 1]
+    reference = tmp_path / "reference"
+    assert _sharebert("pretrain", *args, "--output_dir", reference).returncode == 0
+    with small_disk(tmp_path / "disk", "2m") as disk:  # full while saving the second checkpoint
+        run = disk / "run"
+        _one_line_disk_full(_sharebert("pretrain", *args, "--output_dir", run), "pretrain", run / "checkpoints")
+        subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)
+        resumed = _sharebert("pretrain", *args, "--output_dir", run, "--resume")
+        assert resumed.returncode == 0, resumed.stderr
+        assert _contents(run / "model") == _contents(reference / "model")
