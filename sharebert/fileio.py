@@ -1,13 +1,17 @@
-"""Small file helpers shared by every stage: atomic writes, hashing, JSON."""
+"""Small file helpers shared by every stage: atomic writes, hashing, JSON, full disks."""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import DataError, ShareBertError, file_error
 
 PART_SUFFIX = ".part"
 
@@ -23,18 +27,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path to write to; on success it is renamed to `path`, on error removed.
 
     Readers therefore see either no file or a complete one, even if the process is killed.
+    A full disk raises a one-line DataError naming the folder (see disk_full_error). The file gets the
+    mode of a newly created file (some writers, e.g. safetensors, create theirs private).
     """
     path = Path(path)
     tmp = temporary_path(path)
     try:
         yield tmp
+        os.chmod(tmp, new_file_mode())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        full = is_disk_full(e, path.parent)  # asked before the temporary file frees its space
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if full:
+            raise disk_full_error(path.parent) from None
         raise
+
+
+def new_file_mode() -> int:
+    """The permissions open() gives a new file: 0666 less the process's umask."""
+    umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
@@ -53,8 +70,6 @@ def write_json_atomic(path: str | os.PathLike, obj) -> None:
 
 def read_json(path: str | os.PathLike):
     """Read a JSON file; a missing or malformed file raises DataError naming it."""
-    from .errors import file_error
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -84,3 +99,61 @@ def remove_stale_parts(folder: str | os.PathLike) -> int:
             part.unlink()
             removed += 1
     return removed
+
+
+# ---------------------------------------------------------------- full disks
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# How libraries that hide the errno word it (h5py/HDF5, safetensors, pyarrow).
+DISK_FULL_TEXTS = ("no space left on device", "errno = 28", "os error 28", "disk quota exceeded")
+# A write that failed for a reason its library does not tell (torch.save) is put down to a full disk
+# when the folder has less than this left.
+LOW_SPACE_BYTES = 1 << 20
+
+
+def is_disk_full(error: BaseException, folder: str | os.PathLike | None = None) -> bool:
+    """Whether `error` (or an error it was raised from) says the disk is full; with `folder`, also any
+    OSError or RuntimeError while that folder's filesystem has almost no space left."""
+    if isinstance(error, ShareBertError) or not isinstance(error, Exception):
+        return False
+    cause: BaseException | None = error
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.errno in DISK_FULL_ERRNOS:
+            return True
+        if any(text in str(cause).lower() for text in DISK_FULL_TEXTS):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    if folder is not None and isinstance(error, (OSError, RuntimeError)):
+        free = free_bytes(folder)
+        return free is not None and free < LOW_SPACE_BYTES
+    return False
+
+
+def free_bytes(folder: str | os.PathLike) -> int | None:
+    """Space left to an unprivileged writer on the filesystem of `folder`; None when it cannot be told."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+class DiskFullError(DataError):
+    """A write failed because the disk is full."""
+
+
+def disk_full_error(folder: str | os.PathLike) -> DiskFullError:
+    """The one-line error of a full disk: the folder, and that a rerun resumes."""
+    return DiskFullError(f"{folder}: no space left on device; free some space and rerun the same command to resume")
+
+
+@contextlib.contextmanager
+def disk_full_as_error(folder: str | os.PathLike) -> Iterator[None]:
+    """Turn a full disk while writing into `folder` (or into a folder of it: a temporary one) into
+    disk_full_error(folder); other errors pass."""
+    try:
+        yield
+    except DiskFullError:
+        raise disk_full_error(folder) from None
+    except Exception as e:
+        if is_disk_full(e, folder):
+            raise disk_full_error(folder) from None
+        raise

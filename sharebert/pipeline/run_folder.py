@@ -9,7 +9,8 @@ the folder and keeps its records through `RunFolder`, so the rules below hold fo
 
 - nothing of the stage in the folder: the run starts fresh;
 - the same run (same identity) finished: complete, nothing to do (where the finished file identifies
-  the run; otherwise the run resumes and redoes only units whose record no longer matches their output);
+  the run, a work folder left by a run killed right after writing it is removed; otherwise the run
+  resumes and redoes only units whose record no longer matches their output);
 - the same run, unfinished: it resumes, unless its resume key (what its work files depend on besides
   the identity) changed, and then it starts over;
 - another run, or outputs without a record of their run: refused (one line naming the folder) unless
@@ -30,7 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DataError, file_error
-from ..fileio import json_dumps, read_json, remove_stale_parts, temporary_path, write_json_atomic
+from ..fileio import (
+    disk_full_as_error,
+    json_dumps,
+    read_json,
+    remove_stale_parts,
+    temporary_path,
+    write_json_atomic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +84,12 @@ class UnitRecords:
     def write(self, unit: str, record: dict) -> None:
         path = self.path(unit)
         tmp = temporary_path(path)
-        tmp.write_text(json_dumps(record), encoding="utf-8")
+        try:
+            with disk_full_as_error(self.folder):
+                tmp.write_text(json_dumps(record), encoding="utf-8")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         os.replace(tmp, path)
 
     def read(self, unit: str) -> dict | None:
@@ -129,6 +142,7 @@ class RunFolder:
             log.info("--overwrite: removing the previous output of the same %s run in %s", stage, out)
             self.remove_outputs(keep)
         elif previous is not None and finished:
+            self.remove_work()  # left when a run was killed right after writing its finished file
             return Claim.COMPLETE
         elif previous is not None and previous_key != resume_key:
             changed = sorted(k for k in resume_key or {} if (previous_key or {}).get(k) != resume_key[k])

@@ -11,7 +11,9 @@ docs/mask.md describes the files.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -378,7 +380,9 @@ def write_sample_file(path: Path, n_rows: int, blocks, config: MaskConfig) -> No
     storage = dict(
         compression=formats.HDF5_COMPRESSION, compression_opts=config.gzip_level, shuffle=formats.HDF5_SHUFFLE
     )
-    with h5py.File(path, "w") as f:
+    f = h5py.File(path, "w")
+    fd = f.id.get_vfd_handle()
+    try:
         datasets = {
             name: f.create_dataset(
                 name,
@@ -396,8 +400,31 @@ def write_sample_file(path: Path, n_rows: int, blocks, config: MaskConfig) -> No
             for name, ds in datasets.items():
                 ds[row : row + n] = block[name]
             row += n
+        f.flush()  # fails here rather than in close(), which HDF5 does not survive (see _discard_writes)
+    except BaseException:
+        _discard_writes(fd, path)
+        with contextlib.suppress(Exception):
+            f.close()
+        raise
+    try:
+        f.close()
+    except BaseException:
+        _discard_writes(fd, path)  # not closed again: a second close after a failed one crashes HDF5
+        raise
     if row != n_rows:
         raise AssertionError(f"wrote {row} rows, expected {n_rows}")
+
+
+def _discard_writes(fd: int, path: Path) -> None:
+    """After writes to an HDF5 file failed (a full disk): HDF5 keeps a file it could not flush open and
+    retries when it is closed or at exit, where it crashes the process (SIGSEGV). Its descriptor `fd` is
+    pointed at /dev/null (if it is still this file's), so the retries succeed, writing nowhere; the caller
+    deletes the unfinished file."""
+    with contextlib.suppress(OSError):
+        if os.path.samestat(os.fstat(fd), os.stat(path)):
+            null = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(null, fd)
+            os.close(null)
 
 
 # ---------------------------------------------------------------- manifest and summary

@@ -488,6 +488,7 @@ def _file_against_manifest(folder: Path, f: formats.SampleFile) -> Problem | Non
 
 def _plan_without_manifest(config: ValidateConfig) -> _Plan:
     folder = config.samples_dir
+    _refuse_interrupted_run(folder)
     if config.vocab is None:
         raise ConfigError(
             f"{folder} has no {formats.MANIFEST_FILE}: give the vocab the samples were made with (--vocab)"
@@ -508,6 +509,19 @@ def _plan_without_manifest(config: ValidateConfig) -> _Plan:
     )
     log.info("%s: no %s; checking %d files against %s", folder, formats.MANIFEST_FILE, len(names), config.vocab)
     return _Plan(rules, names, [])
+
+
+def _refuse_interrupted_run(folder: Path) -> None:
+    """A folder with the state of a `sharebert mask` run but no manifest.json: that run did not finish."""
+    state = folder / formats.MASK_STATE_DIR
+    if not (state / formats.MASK_RUN_FILE).exists():
+        return  # samples of another pipeline (no manifest of their own): checked file by file
+    finished = len(list((state / formats.MASK_RECORDS_DIR).glob("*.json")))
+    raise file_error(
+        folder,
+        f"incomplete: an interrupted `sharebert mask` run ({finished} files finished, no {formats.MANIFEST_FILE}); "
+        "rerun the same mask command to finish it",
+    )
 
 
 def _replacement_table(vocab: list[str]) -> np.ndarray:

@@ -5,7 +5,8 @@ RUN_DIR/checkpoints/
                        + sharebert-rank00000.pt ... (each rank's RNG states and data position)
   latest               the tag of the newest complete checkpoint, replaced atomically
 `latest` moves only after every rank has finished writing, so a run killed while saving resumes from
-the previous checkpoint; the last `keep` checkpoints are kept.
+the previous checkpoint; the last `keep` checkpoints are kept. A full disk while saving is one line
+(fileio.disk_full_error); the unfinished checkpoint is removed when the run resumes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ...errors import file_error
-from ...fileio import atomic_path, write_bytes_atomic
+from ...fileio import atomic_path, disk_full_as_error, write_bytes_atomic
 from .engine import TrainingEngine
 
 log = logging.getLogger(__name__)
@@ -81,10 +82,11 @@ class Checkpoints:
         if env.rank == 0 and target.exists():  # left by a run that died after this step: not `latest`
             shutil.rmtree(target)
         self.engine.barrier()
-        self.engine.save(self.folder, tag, client_state)
-        target.mkdir(parents=True, exist_ok=True)  # DeepSpeed creates it on the ranks that write model files
-        with atomic_path(target / rank_file(env.rank)) as tmp:
-            torch.save(rank_state, tmp)
+        with disk_full_as_error(self.folder):  # torch.save does not tell why a write failed
+            self.engine.save(self.folder, tag, client_state)
+            target.mkdir(parents=True, exist_ok=True)  # DeepSpeed creates it on the ranks that write model files
+            with atomic_path(target / rank_file(env.rank)) as tmp:
+                torch.save(rank_state, tmp)
         self.engine.barrier()  # every rank's files are complete: point `latest` at them
         if env.local_rank == 0:  # one writer per node, so node-local checkpoint folders work too
             write_bytes_atomic(self.folder / LATEST_FILE, f"{tag}\n".encode())
