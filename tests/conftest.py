@@ -11,6 +11,17 @@ from wikidump import GeneratedDump, write_wiki_dump
 # Keep library thread pools small: the suite runs on 2 cores.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+@pytest.fixture(autouse=True)
+def _environment_as_it_was():
+    """A test leaves the environment as it found it: an in-process pretraining run sets RANK, WORLD_SIZE and
+    MASTER_PORT, which a later subprocess (torchrun, `sharebert pretrain`) would otherwise inherit."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 WIKI_ARTICLES = 120
 WIKI_VOCAB_SIZE = 2000  # more than the generated text supports: the trainer stops when nothing is left to merge
 
