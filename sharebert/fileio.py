@@ -49,9 +49,22 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 def new_file_mode() -> int:
     """The permissions open() gives a new file: 0666 less the process's umask."""
-    umask = os.umask(0o022)  # reading the umask means setting it: put it straight back
+    return 0o666 & ~_umask()
+
+
+def _umask() -> int:
+    # Linux shows the umask in /proc; elsewhere reading it means setting it, which another thread creating a
+    # file at that instant would see, so it is put straight back.
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
