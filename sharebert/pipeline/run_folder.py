@@ -14,7 +14,9 @@ the folder and keeps its records through `RunFolder`, so the rules below hold fo
 - the same run, unfinished: it resumes, unless its resume key (what its work files depend on besides
   the identity) changed, and then it starts over;
 - another run, or outputs without a record of their run: refused (one line naming the folder) unless
-  --overwrite, which removes the stage's outputs and nothing else.
+  --overwrite, which removes the stage's outputs and nothing else;
+- a folder this process may not write in (a read-only filesystem, no permission): refused, one line
+  naming the folder.
 
 The names of the work and state files are in formats.py; docs/prepare.md and docs/mask.md describe them.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import errno
 import logging
 import os
 import shutil
@@ -104,6 +107,9 @@ class UnitRecords:
         return record if isinstance(record, dict) else None
 
 
+_UNWRITABLE_ERRNOS = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
 @dataclass(frozen=True)
 class RunFolder:
     path: Path
@@ -125,6 +131,10 @@ class RunFolder:
         then ready: work and records folders made, temporary files of an interrupted run removed, the
         finished file gone, the run file written (the identity alone without a resume key, else both)."""
         self._make_folder()
+        with self._unwritable_as_error():
+            return self._claim(identity, overwrite, resume_key, keep)
+
+    def _claim(self, identity: dict, overwrite: bool, resume_key: dict | None, keep: Path | None) -> Claim:
         previous, finished, previous_key = self._previous_run()
         stage, out = self.layout.stage, self.path
         claim = Claim.FRESH
@@ -168,6 +178,16 @@ class RunFolder:
         """The work folder and temporary files, once the run no longer needs them."""
         shutil.rmtree(self.work, ignore_errors=True)
         remove_stale_parts(self.path)
+
+    @contextlib.contextmanager
+    def _unwritable_as_error(self):
+        """A folder this process may not write in (read-only filesystem, no permission): one line naming it."""
+        try:
+            yield
+        except OSError as e:
+            if e.errno not in _UNWRITABLE_ERRNOS:
+                raise
+            raise file_error(self.path, f"cannot write in the folder ({e.strerror})") from None
 
     def _make_folder(self) -> None:
         if self.path.exists() and not self.path.is_dir():

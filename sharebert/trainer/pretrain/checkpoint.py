@@ -20,7 +20,8 @@ import torch
 
 from ...errors import file_error
 from ...fileio import atomic_path, disk_full_as_error, write_bytes_atomic
-from .engine import TrainingEngine
+from ..runtime import capture_rng, restore_rng
+from .engine import TrainingEngine, load_as_data
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,27 @@ def locate_checkpoint(path: Path, tag: str | None = None) -> tuple[Path, str]:
     raise file_error(path, f"holds no checkpoint (no {LATEST_FILE} file, not a checkpoint folder)")
 
 
+def read_rank_state(path: Path) -> dict:
+    """A rank file, loaded as data (torch.load(weights_only=True): tensors and plain values only) and
+    checked: a dict whose "rng" the random generators accept. Anything else is one line naming the file."""
+    state = load_as_data(path, map_location="cpu")
+    if not isinstance(state, dict) or not isinstance(state.get("rng"), dict):
+        raise file_error(path, 'not a sharebert rank file (no "rng" state)')
+    _check_rng_state(path, state["rng"])
+    return state
+
+
+def _check_rng_state(path: Path, rng: dict) -> None:
+    """Try the state on the generators, then put theirs back: restoring it later cannot fail."""
+    current = capture_rng()
+    try:
+        restore_rng(rng)
+    except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+        raise file_error(path, f"holds a malformed RNG state ({type(e).__name__})") from None
+    finally:
+        restore_rng(current)
+
+
 class Checkpoints:
     """Saves and restores checkpoints in one folder for every rank of a run."""
 
@@ -100,13 +122,7 @@ class Checkpoints:
         """(client state, this rank's state or None when the checkpoint was written by fewer ranks)."""
         client_state = self.engine.load(folder, tag)
         path = Path(folder) / tag / rank_file(self.engine.env.rank)
-        rank_state = None
-        if path.exists():
-            try:
-                rank_state = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as e:
-                raise file_error(path, f"unreadable ({e})") from None
-        return client_state, rank_state
+        return client_state, (read_rank_state(path) if path.exists() else None)
 
     def _prune(self, keep_tag: str) -> None:
         tags = sorted((int(m.group(1)), p) for p in self.folder.iterdir() if p.is_dir() and (m := _TAG.match(p.name)))

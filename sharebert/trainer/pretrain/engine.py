@@ -11,16 +11,23 @@ so the DeepSpeed-specific details live here:
     The bf16 autocast must be DeepSpeed's own `torch_autocast` section: its engine switches off any
     autocast entered outside it, so a model called through the engine would silently run in fp32;
   * the learning rate is set by the caller before each optimizer step (a pure function of progress),
-    so nothing about the schedule needs saving.
+    so nothing about the schedule needs saving;
+  * checkpoints are data, never code: DeepSpeed's files are read with torch.load(weights_only=True),
+    which allows tensors, plain Python values and only the few DeepSpeed types listed in
+    `deepspeed_checkpoint_types` (docs/pretrain.md, "What a checkpoint may hold").
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import logging
 import os
+import pickle
+import re
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +39,8 @@ from .config import ZERO_STAGES, EngineConfig
 
 log = logging.getLogger(__name__)
 
+# How torch's weights-only unpickler names what it refused.
+_REFUSED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+)")
 # Keys of a --deepspeed_config file that would fight sharebert's own optimizer and LR schedule.
 _FORBIDDEN_OVERRIDES = ("optimizer", "scheduler")
 
@@ -315,9 +324,54 @@ class TrainingEngine:
 
     def load(self, folder: Path, tag: str) -> dict:
         """Restore folder/tag written by `save`; returns its client state."""
-        path, client_state = self.ds.load_checkpoint(
-            str(folder), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=False
-        )
+        checkpoint = Path(folder) / tag
+        if self.ds.load_universal_checkpoint():
+            raise ConfigError("DeepSpeed's universal checkpoints are not supported: they are read as pickled code")
+        # Every file DeepSpeed reads goes through its checkpoint engine's `load`.
+        self.ds.checkpoint_engine.load = functools.partial(load_as_data, allowed=deepspeed_checkpoint_types())
+        try:
+            path, client_state = self.ds.load_checkpoint(
+                str(folder), tag=tag, load_optimizer_states=True, load_lr_scheduler_states=False
+            )
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+            raise file_error(checkpoint, f"does not fit this run's model and optimizer ({_first_line(e)})") from None
         if path is None:
-            raise DataError(f"{Path(folder) / tag}: not a complete checkpoint (DeepSpeed could not load it)")
-        return client_state or {}
+            raise DataError(f"{checkpoint}: not a complete checkpoint (DeepSpeed could not load it)")
+        if not isinstance(client_state, dict):
+            raise file_error(checkpoint, "not a checkpoint of this run (its client state is not a dict)")
+        return client_state
+
+
+def deepspeed_checkpoint_types() -> list[type]:
+    """The classes DeepSpeed (0.19) pickles into its checkpoint files besides tensors and plain values:
+    ZeRO's stage and fragment addresses, and the fp16 loss scalers (plain attributes only)."""
+    from deepspeed.runtime.fp16.loss_scaler import DynamicLossScaler, LossScaler
+    from deepspeed.runtime.zero.config import ZeroStageEnum
+    from deepspeed.utils.tensor_fragment import fragment_address
+
+    return [ZeroStageEnum, fragment_address, LossScaler, DynamicLossScaler]
+
+
+def load_as_data(path: str | os.PathLike, map_location=None, allowed: Sequence[type] = ()):
+    """torch.load that never runs code: tensors, plain Python values and the classes in `allowed` load;
+    anything else (a pickled function or class that could run code) is refused. Any failure is one line
+    naming the file."""
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        refused = _REFUSED_GLOBAL.search(str(e))
+        if refused is None:
+            raise file_error(path, "unreadable (not a torch file of tensors and plain values)") from None
+        raise file_error(
+            path,
+            f"holds objects other than tensors and plain values ({refused.group(1)}): refused, a checkpoint "
+            "is loaded as data, never as code (docs/pretrain.md)",
+        ) from None
+    except Exception as e:  # truncated, not a torch file, unreadable: torch's own words, first line only
+        raise file_error(path, f"unreadable ({_first_line(e)})") from None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
