@@ -144,3 +144,16 @@ def test_a_zero_checkpoint_resumes_bit_for_bit_when_loaded_as_data(interrupted_r
     assert main(pretrain_argv(samples, tmp_path / "resumed", f"{zero} --resume")) == 0
     straight, resumed = (load_model_folder(tmp_path / p / "model").state_dict() for p in ("straight", "resumed"))
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+
+
+@pytest.mark.parametrize("change", [{"step": "abc"}, {"data": None}, {"elapsed_s": [1]}])
+def test_a_malformed_saved_state_fails_with_one_line_naming_the_checkpoint(interrupted_run, tmp_path, capsys, change):
+    def damage_saved_state(checkpoint):
+        path = checkpoint / "mp_rank_00_model_states.pt"
+        state = torch.load(path, weights_only=False)  # our own file, made by the fixture
+        state["sharebert"].update(change)
+        torch.save(state, path)
+        return checkpoint
+
+    line = _resume_fails_with_one_line(interrupted_run, tmp_path, capsys, damage_saved_state)
+    assert f"field sharebert.{next(iter(change))}" in line

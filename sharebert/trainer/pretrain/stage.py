@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from ... import __version__
 from ...errors import ShareBertError, file_error
 from ...fileio import write_json_atomic
+from ...pipeline.formats import check_json_fields
 from ..metrics import METRICS_FILE, PretrainMetricsLog, keep_records_up_to, start_wandb
 from ..model.io import MODEL_DIR
 from ..runtime import StopSignals, TrainingClock, capture_rng, restore_rng, seed_everything
@@ -44,6 +45,19 @@ from .data import (
 from .engine import LaunchEnvironment, TrainingEngine, deepspeed_config, resolve_precision
 from .preflight import check_same_model, find_resume_point, jsonable, load_model_config_and_samples, write_model_folder
 from .schedule import validation_interval
+
+# What restore reads of the state saved with DeepSpeed's checkpoint (see TrainState.to_dict), checked first.
+CLIENT_STATE_FIELDS = {
+    "model_config?": "object",
+    "sharebert": {
+        "step": "count",
+        "samples": "count",
+        "elapsed_s": "number",
+        "wandb_run_id?": "string",
+        "exported_markers?": ["number"],
+        "data": {"epoch": "count", "micro_batch": "count", "world_size": "positive", "micro_batch_size": "positive"},
+    },
+}
 
 log = logging.getLogger(__name__)
 
@@ -457,8 +471,9 @@ class Trainer:
 
     def restore(self, folder: Path, tag: str) -> None:
         client, rank_state = self.checkpoints.load(folder, tag)
-        if "sharebert" not in client:
+        if not isinstance(client, dict) or "sharebert" not in client:
             raise file_error(folder / tag, "not a sharebert pretraining checkpoint")
+        check_json_fields(folder / tag, client, CLIENT_STATE_FIELDS)
         check_same_model(client.get("model_config", {}), self.model_config.to_dict(), folder / tag)
         saved = client["sharebert"]
         self.state = TrainState(
