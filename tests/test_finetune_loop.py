@@ -327,3 +327,26 @@ def test_config_errors(overrides, message):
     settings = {"data_dir": "d", **overrides}
     with pytest.raises(ShareBertError, match=message):
         ft.FinetuneConfig("m", "o", ["rte"], **settings)
+
+
+@pytest.mark.parametrize("damage", ["state", "model"])
+def test_a_damaged_resume_checkpoint_is_one_error_naming_it(workspace, monkeypatch, damage):
+    settings = dict(max_steps=12, eval_steps=5, save_steps=5)
+    original = ft.FineTuner.train_step
+
+    def interrupted(self, micro_batches):
+        if self.state.step == 7:
+            raise KeyboardInterrupt
+        return original(self, micro_batches)
+
+    out = workspace / f"damaged-{damage}"
+    monkeypatch.setattr(ft.FineTuner, "train_step", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        ft.finetune(_config(workspace, out, **settings))
+    monkeypatch.setattr(ft.FineTuner, "train_step", original)
+    checkpoint = out / "sst2" / "seed-1" / "checkpoint.pt"
+    payload = torch.load(checkpoint, weights_only=True)
+    payload[damage] = {"no": 1} if damage == "state" else {"unknown.weight": torch.zeros(1)}
+    torch.save(payload, checkpoint)
+    with pytest.raises(ShareBertError, match=r"checkpoint\.pt: a damaged resume checkpoint \((TypeError|RuntimeError)"):
+        ft.finetune(_config(workspace, out, **settings))

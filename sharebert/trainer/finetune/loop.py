@@ -384,16 +384,22 @@ class FineTuner:
             raise file_error(
                 path, f"cannot read the resume checkpoint ({type(e).__name__}); delete it to start over"
             ) from None
-        if payload.get("settings") != self.config.run_settings():
+        if not isinstance(payload, dict) or payload.get("settings") != self.config.run_settings():
             raise file_error(path, "a checkpoint of other settings: use --overwrite_output_dir or another --output_dir")
-        self.model.load_state_dict(payload["model"])
-        self.optimizer.load_state_dict(payload["optimizer"])
-        self.scheduler.load_state_dict(payload["scheduler"])
-        if self.scaler and payload["scaler"]:
-            self.scaler.load_state_dict(payload["scaler"])
-        self.best_weights = payload["best_weights"]
-        self.state = TrainState(**payload["state"])
-        restore_rng(payload["rng"])
+        try:
+            self.model.load_state_dict(payload["model"])
+            self.optimizer.load_state_dict(payload["optimizer"])
+            self.scheduler.load_state_dict(payload["scheduler"])
+            if self.scaler and payload["scaler"]:
+                self.scaler.load_state_dict(payload["scaler"])
+            self.best_weights = payload["best_weights"]
+            self.state = TrainState(**payload["state"])
+            restore_rng(payload["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            reason = (str(e).splitlines() or [""])[0]
+            raise file_error(
+                path, f"a damaged resume checkpoint ({type(e).__name__}: {reason}); delete it to start over"
+            ) from None
         log.info("%s: resuming at step %d", path, self.state.step)
 
     def remove_checkpoint(self) -> None:
