@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -297,6 +298,8 @@ class BadInput:
     name: str
     setup: Callable[[Inputs, Path], list[str]]  # (inputs, the case's own folder) -> CLI arguments, run in that folder
     needs_run: bool = False  # needs a pretraining run (checkpoints, an exported model)
+    # A validation report: one line per problem found (each naming its file), then the one error line.
+    report: bool = False
 
 
 @dataclasses.dataclass
@@ -439,7 +442,8 @@ BAD_INPUTS = [
     BadInput("mask --validate-only: max_seq_length \"abc\"",
              lambda i, c: _samples(i, c, _wrong_type_setting, "validate")),
     BadInput("pretrain: max_seq_length \"abc\"", lambda i, c: _samples(i, c, _wrong_type_setting, "pretrain")),
-    BadInput("mask --validate-only: truncated samples file", lambda i, c: _samples(i, c, _truncated_file, "validate")),
+    BadInput("mask --validate-only: truncated samples file", lambda i, c: _samples(i, c, _truncated_file, "validate"),
+             report=True),
     BadInput("pretrain: truncated samples file", lambda i, c: _samples(i, c, _truncated_file, "pretrain")),
     BadInput("pretrain: --dataset_path a prepared folder",
              lambda i, c: ["pretrain", "--dataset_path", str(i.work / "prepared"), "--output_dir", "run", *PRETRAIN_FLAGS]),
@@ -462,9 +466,16 @@ def run_bad_input(inputs: Inputs, case: BadInput, index: int) -> BadInputResult:
     after = snapshot(folder)
     changed = sorted(name for name, state in after.items() if before.get(name) != state)
     lines = result.stderr.strip().splitlines()
+    one_line = len(lines) == 1 or (case.report and len(lines) > 1 and _is_problem_report(lines))
     return BadInputResult(
-        case.name, result.returncode, len(lines) == 1, "Traceback" in result.stderr, changed, lines[-1] if lines else ""
+        case.name, result.returncode, one_line, "Traceback" in result.stderr, changed, lines[-1] if lines else ""
     )
+
+
+def _is_problem_report(lines: list[str]) -> bool:
+    """Problem lines that each begin with the file they are about, then `sharebert ...: error: ...`."""
+    *problems, last = lines
+    return " error: " in last and all(re.match(r"\S+\.(hdf5|json|txt): ", line) for line in problems)
 
 
 def run_bad_inputs(inputs: Inputs, cases: list[BadInput] = BAD_INPUTS) -> list[BadInputResult]:
@@ -490,7 +501,7 @@ def bad_input_row(r: BadInputResult) -> dict:
     return {
         "case": r.case,
         "exit": r.exit,
-        "stderr": "traceback" if r.traceback else ("one line" if r.one_line else "several lines"),
+        "stderr": "traceback" if r.traceback else ("one line (or a report)" if r.one_line else "several lines"),
         "partial output": ", ".join(r.partial_output) or "none",
         "ok": "yes" if r.passed else "NO",
     }

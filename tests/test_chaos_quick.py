@@ -20,12 +20,7 @@ pytestmark = [
 ]
 
 # Cases that do not meet the expectation yet, with what they do instead.
-KNOWN_FAILURES = {
-    "prepare: non-UTF-8 --text, one document": "the 'too few documents' error leaves .prepare-work/ behind",
-    "mask --validate-only: truncated samples file": "lists each problem on its own line before the summary",
-    "pretrain --resume: garbage rank file": "a torch UserWarning (pickle protocol) precedes the one line",
-    "finetune: data_dir without the task": "leaves the output folder with finetune_config.json and metrics.jsonl",
-}
+KNOWN_FAILURES: dict[str, str] = {}  # case -> why it fails today (a strict xfail)
 
 
 @pytest.fixture(scope="module")

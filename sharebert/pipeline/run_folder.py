@@ -179,6 +179,12 @@ class RunFolder:
         shutil.rmtree(self.work, ignore_errors=True)
         remove_stale_parts(self.path)
 
+    def abandon(self) -> None:
+        """The run stops on its input (nothing it could write): its work goes, and the folder too if empty."""
+        self.remove_work()
+        with contextlib.suppress(OSError):  # not empty, or not ours to remove: it stays
+            self.path.rmdir()
+
     @contextlib.contextmanager
     def _unwritable_as_error(self):
         """A folder this process may not write in (read-only filesystem, no permission): one line naming it."""

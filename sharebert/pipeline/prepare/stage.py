@@ -82,11 +82,15 @@ def prepare(config: PrepareConfig) -> dict:
         log.debug("phase 1 (read, clean, split, tokenize): %.2f s", time.perf_counter() - started)
         doc_tokens = np.concatenate([r.tokens for r in results]) if results else np.zeros(0, np.int64)
         if len(doc_tokens) == 0:
-            folder.remove_work()
+            folder.abandon()
             raise DataError(f"no documents extracted from {_describe_inputs(sources)} ({_describe_skips(stats)}): "
                             "nothing to write")  # fmt: skip
         placed = time.perf_counter()
-        placement = _place(config, spills, results, doc_tokens)
+        try:
+            placement = _place(config, spills, results, doc_tokens)
+        except DataError:  # the inputs cannot make these shards (too few documents): nothing to resume
+            folder.abandon()
+            raise
         log.debug("phase 2 (placement): %.2f s", time.perf_counter() - placed)
         np.savez(work / formats.PLACEMENT_FILE, **placement.as_arrays())
         written = time.perf_counter()

@@ -19,6 +19,7 @@ A rerun into the same folder skips finished (task, seed) runs and resumes interr
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -125,27 +126,55 @@ def cpu_threads(config: FinetuneConfig) -> int:
 
 
 # ---------------------------------------------------------------- data of one task
+@dataclass(frozen=True)
+class SplitPlan:
+    """The splits of a task that a call reads: train, the dev splits it evaluates, the test splits it predicts."""
+
+    train: bool
+    dev: tuple[str, ...]
+    test: tuple[str, ...]
+    skipped: tuple[str, ...]  # test splits the data lacks, which this call may do without
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return ("train",) * self.train + self.dev + self.test
+
+
+def plan_splits(config: FinetuneConfig, task: glue.GlueTask, source) -> SplitPlan:
+    if config.do_eval:
+        dev = tuple(task.dev_splits)
+    elif config.do_train and config.evaluation_strategy != "no":
+        dev = (task.selection_split,)  # picks the best checkpoint even without --do_eval (as HF does)
+    else:
+        dev = ()
+    test, skipped = [], []
+    for t in task.test_splits if config.do_predict else ():
+        if source.has(task, t.split) or not (t.optional or config.predict_optional):
+            test.append(t.split)
+        elif not t.optional:
+            skipped.append(t.split)
+    return SplitPlan(config.do_train, dev, tuple(test), tuple(skipped))
+
+
+def check_task_data(config: FinetuneConfig, source) -> None:
+    """Every split the call needs is there, before anything is written (the error names the missing file)."""
+    for name in config.task_names:
+        task = glue.GLUE_TASKS[name]
+        for split in plan_splits(config, task, source).required:
+            if not source.has(task, split):
+                source.read(task, split)  # raises the error that names the missing file
+
+
 def load_task_data(config: FinetuneConfig, task: glue.GlueTask, source, tokenizer) -> TaskData:
     def encoded(split: str, limit: int | None) -> glue.EncodedSplit:
         return glue.encode_split(tokenizer, source.read(task, split).head(limit))
 
-    train = encoded("train", config.max_train_samples) if config.do_train else None
-    if config.do_eval:
-        dev_splits = task.dev_splits
-    elif config.do_train and config.evaluation_strategy != "no":
-        dev_splits = (task.selection_split,)  # picks the best checkpoint even without --do_eval (as HF does)
-    else:
-        dev_splits = ()
-    dev = {s: encoded(s, config.max_eval_samples) for s in dev_splits}
-    test = {}
-    if config.do_predict:
-        for t in task.test_splits:
-            if source.has(task, t.split):
-                test[t.split] = encoded(t.split, config.max_predict_samples)
-            elif not (t.optional or config.predict_optional):
-                source.read(task, t.split)  # raises the error that names the missing file
-            elif not t.optional:
-                log.warning("%s: no %s split in %s: no submission file for it", task.folder, t.split, source.describe())
+    plan = plan_splits(config, task, source)
+    for split in plan.skipped:
+        log.warning("%s: no %s split in %s: no submission file for it", task.folder, split, source.describe())
+    train = encoded("train", config.max_train_samples) if plan.train else None
+    dev = {s: encoded(s, config.max_eval_samples) for s in plan.dev}
+    test = {s: encoded(s, config.max_predict_samples) for s in plan.test}
     return TaskData(task, train, dev, test)
 
 
@@ -299,6 +328,7 @@ def finetune(config: FinetuneConfig) -> dict:
     numerics = choose_numerics(config.device, config.precision)
     model_shape(config)  # a bad model folder or too long --max_seq_length stops here, before any output
     tokenizer, pad_id = load_tokenizer(config)
+    check_task_data(config, source)
     prepare_output_dir(config)
     log.info(
         "fine-tuning on %s (%s), tasks %s, seeds %s",

@@ -27,6 +27,7 @@ import os
 import pickle
 import re
 import socket
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -357,7 +358,9 @@ def load_as_data(path: str | os.PathLike, map_location=None, allowed: Sequence[t
     anything else (a pickled function or class that could run code) is refused. Any failure is one line
     naming the file."""
     try:
-        with torch.serialization.safe_globals(list(allowed)):
+        # torch warns about a file it cannot read before raising; the error below says it in one line.
+        with torch.serialization.safe_globals(list(allowed)), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         refused = _REFUSED_GLOBAL.search(str(e))
