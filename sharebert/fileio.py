@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import DataError, ShareBertError, file_error
@@ -150,12 +150,25 @@ def free_bytes(folder: str | os.PathLike) -> int | None:
 
 
 class DiskFullError(DataError):
-    """A write failed because the disk is full."""
+    """A write failed because the disk is full: the folder, and (where the run can tell) what it still needs."""
+
+    def __init__(self, folder: str | os.PathLike, needed: int | None = None):
+        super().__init__(folder, needed)
+        self.folder, self.needed = Path(folder), needed
+
+    def __str__(self) -> str:
+        space = ""
+        if self.needed is not None:
+            free = free_bytes(self.folder)
+            space = f"; this run still has to write about {format_size(self.needed)} there"
+            space += f" ({format_size(free)} free now)" if free is not None else ""
+        return f"{self.folder}: no space left on device{space}; free some space and rerun the same command to resume"
 
 
 def disk_full_error(folder: str | os.PathLike) -> DiskFullError:
-    """The one-line error of a full disk: the folder, and that a rerun resumes."""
-    return DiskFullError(f"{folder}: no space left on device; free some space and rerun the same command to resume")
+    """The one-line error of a full disk: the folder, and that a rerun resumes (space_needed adds how much
+    space the run still needs)."""
+    return DiskFullError(folder)
 
 
 @contextlib.contextmanager
@@ -164,9 +177,58 @@ def disk_full_as_error(folder: str | os.PathLike) -> Iterator[None]:
     disk_full_error(folder); other errors pass."""
     try:
         yield
-    except DiskFullError:
-        raise disk_full_error(folder) from None
+    except DiskFullError as e:
+        raise DiskFullError(folder, e.needed) from None
     except Exception as e:
         if is_disk_full(e, folder):
             raise disk_full_error(folder) from None
         raise
+
+
+@contextlib.contextmanager
+def space_needed(folder: str | os.PathLike, estimate: Callable[[], int | None]) -> Iterator[None]:
+    """Around a stage writing into `folder`: a full disk there (raised here or in a worker process) becomes
+    a DiskFullError that also says how many bytes the run still has to write, as `estimate()` tells when
+    asked (after the failed write's temporary file is gone)."""
+    folder = Path(folder)
+    try:
+        yield
+    except DiskFullError as e:
+        if e.needed is None and _is_within(e.folder, folder):
+            e.needed = _quietly(estimate)
+        raise
+    except Exception as e:
+        if not is_disk_full(e, folder):
+            raise
+        raise DiskFullError(folder, _quietly(estimate)) from None
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def _quietly(estimate: Callable[[], int | None]) -> int | None:
+    try:
+        return estimate()
+    except Exception:  # an estimate must never hide the full disk it is asked about
+        return None
+
+
+def folder_bytes(folder: str | os.PathLike) -> int:
+    """The bytes of the files under `folder` (0 when it does not exist)."""
+    total = 0
+    for root, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def format_size(n: int) -> str:
+    """1536 -> '1.5 KB': decimal units, as `df -H` shows them."""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")

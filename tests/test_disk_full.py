@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,15 @@ from mask_fixtures import small_prepared_dir, write_vocab
 
 import sharebert
 from sharebert.errors import DataError
-from sharebert.fileio import atomic_path, disk_full_as_error, is_disk_full, write_bytes_atomic
+from sharebert.fileio import (
+    DiskFullError,
+    atomic_path,
+    disk_full_as_error,
+    format_size,
+    is_disk_full,
+    space_needed,
+    write_bytes_atomic,
+)
 from sharebert.pipeline import formats
 from sharebert.pipeline.run_folder import UnitRecords
 
@@ -71,6 +80,52 @@ def test_a_full_disk_while_writing_a_record_is_one_line(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_full_disk_says_how_much_the_run_still_has_to_write(tmp_path):
+    inner = tmp_path / ".work"
+    inner.mkdir()
+    with pytest.raises(DiskFullError) as caught, space_needed(tmp_path, lambda: 2_500_000):
+        write_bytes_atomic_failing(inner / "file.bin")
+    assert caught.value.folder == inner and caught.value.needed == 2_500_000
+    assert "this run still has to write about 2.5 MB there (" in str(caught.value)
+    with pytest.raises(DiskFullError) as caught, space_needed(tmp_path, lambda: 7):
+        _raise_disk_full()  # a library's own error, not yet one line
+    assert str(caught.value).startswith(f"{tmp_path}: no space left on device; this run still has to write about 7 B")
+
+
+def test_an_estimate_that_fails_leaves_the_plain_message(tmp_path):
+    with pytest.raises(DiskFullError) as caught, space_needed(tmp_path, lambda: 1 // 0):
+        _raise_disk_full()
+    assert (
+        str(caught.value)
+        == f"{tmp_path}: no space left on device; free some space and rerun the same command to resume"
+    )
+
+
+def test_a_full_disk_elsewhere_gets_no_estimate_of_this_folder(tmp_path):
+    with pytest.raises(DiskFullError) as caught, space_needed(tmp_path / "a", lambda: 5):
+        raise DiskFullError(tmp_path / "b")
+    assert caught.value.needed is None
+
+
+def test_a_full_disk_error_survives_the_trip_from_a_worker():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(DiskFullError("/x", 10)))
+    assert (error.folder, error.needed) == (Path("/x"), 10)
+
+
+def test_sizes_read_as_df_shows_them():
+    assert [format_size(n) for n in (0, 999, 1536, 2_500_000, 3 * 10**12, 4 * 10**15)] == [
+        "0 B", "999 B", "1.5 KB", "2.5 MB", "3.0 TB", "4000.0 TB"
+    ]  # fmt: skip
+
+
+def write_bytes_atomic_failing(path: Path) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(b"half")
+        _raise_disk_full()
+
+
 def test_atomic_writes_get_the_mode_of_a_new_file(tmp_path):
     old = os.umask(0o027)
     try:
@@ -109,7 +164,8 @@ def _one_line_disk_full(run: subprocess.CompletedProcess, stage: str, folder: Pa
     assert run.returncode == 2, run.stderr  # before the fix: -11 (SIGSEGV) in mask, 1 (traceback) in prepare
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1, run.stderr
-    assert lines[0].startswith(f"sharebert {stage}: error: {folder}") and "no space left on device" in lines[0]
+    assert lines[0].startswith(f"sharebert {stage}: error: {folder}: no space left on device")
+    assert re.search(r"this run still has to write about [\d.]+ [KMG]?B there \([\d.]+ [KMG]?B free now\)", lines[0])
 
 
 def _contents(folder: Path) -> dict[str, bytes]:

@@ -189,3 +189,76 @@ def test_a_line_longer_than_many_chunks_is_read_whole(tmp_path, monkeypatch):
     path.write_bytes(f"{long_line}\r\nshort line\n\nsecond document".encode())
     docs, _, _ = read_all("text", path)
     assert [d.text for d in docs] == [f"{long_line}\nshort line", "second document"]
+
+
+# ---------------------------------------------------------------- documents of bounded size
+def test_a_line_longer_than_a_document_may_be_is_read_as_pieces_cut_at_spaces(tmp_path, monkeypatch):
+    from sharebert.pipeline.prepare import records
+    from sharebert.pipeline.prepare.sources import text as text_module
+
+    monkeypatch.setattr(text_module, "READ_CHUNK", 64)
+    monkeypatch.setattr(records, "MAX_DOCUMENT_CHARS", 1000)
+    long_line = "".join(f"w{i} " for i in range(20000)).strip()
+    path = tmp_path / "long.txt"
+    path.write_text(f"first\n\n{long_line}\nshort line\n\nlast document")
+    docs, _, _ = read_all("text", path)
+    pieces = [d.text for d in docs[1:-1]]
+    assert docs[0].text == "first" and docs[-1].text == "last document"
+    assert max(len(p) for p in pieces) <= 1000 and len(pieces) >= len(long_line) // 1000
+    assert "".join(pieces[:-1]) + pieces[-1].removesuffix("\nshort line") == long_line  # cut only at spaces
+    assert all(p.endswith(" ") for p in pieces[:-1])
+    assert len({d.id for d in docs}) == len(docs)
+
+
+def test_many_lines_make_documents_of_bounded_size_cut_at_line_ends(tmp_path, monkeypatch):
+    from sharebert.pipeline.prepare import records
+
+    monkeypatch.setattr(records, "MAX_DOCUMENT_CHARS", 100)
+    lines = [f"line number {i}." for i in range(200)]
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(lines))
+    docs, stats, _ = read_all("text", path)
+    assert all(len(d.text) <= 100 for d in docs)
+    assert [line for d in docs for line in d.text.split("\n")] == lines
+    assert stats.documents_read == len(docs)
+
+
+def test_any_source_s_long_document_is_cut_into_named_pieces():
+    from sharebert.pipeline.prepare.records import PLAIN, RawDocument, bounded_documents
+
+    text = "para one is here.\n" * 40 + "x" * 300 + " tail words"
+    short = RawDocument("b:1", "b", "short")
+    pieces = list(bounded_documents([RawDocument("b:0", "b", text, PLAIN), short], limit=100))
+    assert pieces[-1] is short
+    cut = pieces[:-1]
+    assert "".join(p.text for p in cut) == text
+    assert [p.id for p in cut] == [f"b:0#{k}" for k in range(len(cut))]
+    assert all(len(p.text) <= 100 for p in cut) and all(p.markup == PLAIN and p.source == "b" for p in cut)
+    assert cut[0].text.endswith("\n")  # a line end is preferred to a space, a space to anywhere
+    assert any(len(p.text) == 100 and set(p.text) == {"x"} for p in cut)
+
+
+def test_prepare_keeps_one_huge_document_within_bounded_pieces(tmp_path, monkeypatch):
+    from sharebert.pipeline.prepare import records
+    from sharebert.pipeline.prepare.config import PrepareConfig
+    from sharebert.pipeline.prepare.stage import bounded_documents as used_by_the_stage
+    from sharebert.pipeline.prepare.stage import prepare
+
+    seen: list[int] = []
+
+    def recording(documents, limit=None):
+        for document in records.bounded_documents(documents, limit):
+            seen.append(len(document.text))
+            yield document
+
+    monkeypatch.setattr(records, "MAX_DOCUMENT_CHARS", 2000)
+    monkeypatch.setattr("sharebert.pipeline.prepare.stage.bounded_documents", recording)
+    assert used_by_the_stage is records.bounded_documents
+    path = tmp_path / "books"
+    path.mkdir()
+    (path / "one.txt").write_text(" ".join(f"Word{i} is here." for i in range(3000)))  # 50k characters
+    (path / "two.txt").write_text("A short book. It has two sentences.")
+    info = prepare(PrepareConfig(tmp_path / "out", [("books", str(path))], train_vocab=200, num_train_shards=2,
+                                 num_test_shards=1, workers=1))  # fmt: skip
+    assert max(seen) <= 2000 and len(seen) > 25
+    assert info["stats"]["documents_read"] == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -22,7 +23,7 @@ import numpy as np
 
 from ... import __version__
 from ...errors import DataError, file_error
-from ...fileio import atomic_path, sha256_file, write_bytes_atomic
+from ...fileio import atomic_path, sha256_file, space_needed, write_bytes_atomic
 from ...progress import progress_bar
 from ...tokenization import SpecialIds, read_vocab, replacement_token_ids, special_ids
 from .. import formats
@@ -82,6 +83,11 @@ def _set_job(job: _Job) -> None:
 # ---------------------------------------------------------------- entry point
 def mask(config: MaskConfig) -> formats.Manifest:
     """Write SAMPLES_DIR from PREPARED_DIR (resuming a previous run of the same settings)."""
+    with space_needed(config.output_dir, lambda: bytes_still_to_write(config)):
+        return _mask(config)
+
+
+def _mask(config: MaskConfig) -> formats.Manifest:
     started = time.perf_counter()
     info = formats.read_prepare_info(config.prepared_dir)
     tasks = _make_tasks(info, config.dup_factor)
@@ -182,6 +188,27 @@ def _make_tasks(info: dict, dup_factor: int) -> list[_Task]:
         for s in shards
         for dup in range(dup_factor)
     ]
+
+
+def bytes_still_to_write(config: MaskConfig) -> int:
+    """About how many bytes this run still has to write (for the message of a full disk): the tokens of the
+    shards behind the missing sample files, at the bytes per token of the files written so far, or, before
+    any, of uncompressed samples."""
+    info = formats.read_prepare_info(config.prepared_dir)
+    tokens = {s["file"]: int(s["tokens"]) for s in info.get("shards", [])}
+    written_bytes = written_tokens = missing_tokens = 0
+    for task in _make_tasks(info, config.dup_factor):
+        path = config.output_dir / task.name
+        if path.exists():
+            written_bytes += path.stat().st_size
+            written_tokens += tokens[task.shard_file]
+        else:
+            missing_tokens += tokens[task.shard_file]
+    if written_tokens:
+        return round(missing_tokens * written_bytes / written_tokens)
+    shapes = formats.sample_shapes(config.nsp, config.max_seq_length, config.max_predictions_per_seq)
+    sample_bytes = sum(np.dtype(dtype).itemsize * math.prod(shape) for dtype, shape in shapes.values())
+    return round(missing_tokens * sample_bytes / (config.max_seq_length - 3))  # [CLS] a [SEP] b [SEP]
 
 
 def _group_tasks(tasks: list[_Task], dup_factor: int, workers: int) -> list[list[_Task]]:

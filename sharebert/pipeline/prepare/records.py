@@ -6,6 +6,7 @@ reader -> RawDocument (markup or plain text) -> clean + split -> Document (sente
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, fields
 from typing import Protocol
 
@@ -23,6 +24,42 @@ class RawDocument:
     source: str  # which input it came from, e.g. "wiki:enwiki.xml.bz2"
     text: str
     markup: str = PLAIN
+
+
+# A longer document is read as consecutive documents of at most this many characters, so that reading,
+# cleaning and tokenizing one document takes bounded memory (about 25 bytes per character while it is
+# tokenized). MediaWiki caps an article at 2 MiB, so no article is cut; a novel of over 400 pages is, and
+# so is a corpus file without blank lines.
+MAX_DOCUMENT_CHARS = 1 << 21
+
+
+def piece_end(text: str, start: int, limit: int, breaks: str = "\n ") -> int:
+    """Where the piece of `text` from `start` of at most `limit` characters ends: after the last of
+    `breaks` (tried in order) in its second half, else at `limit` characters."""
+    end = start + limit
+    if end >= len(text):
+        return len(text)
+    for mark in breaks:
+        cut = text.rfind(mark, start + limit // 2, end)
+        if cut >= 0:
+            return cut + 1
+    return end
+
+
+def bounded_documents(documents: Iterable[RawDocument], limit: int | None = None) -> Iterator[RawDocument]:
+    """The documents, each longer than `limit` (default MAX_DOCUMENT_CHARS) characters as consecutive
+    pieces named ID#0, ID#1, ..."""
+    limit = limit or MAX_DOCUMENT_CHARS
+    for document in documents:
+        text = document.text
+        if len(text) <= limit:
+            yield document
+            continue
+        start, number = 0, 0
+        while start < len(text):
+            end = piece_end(text, start, limit)
+            yield RawDocument(f"{document.id}#{number}", document.source, text[start:end], document.markup)
+            start, number = end, number + 1
 
 
 @dataclass(slots=True)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ...fileio import temporary_path
 from .. import formats
-from .records import Document, DocumentPart, RawDocument, ReadStats
+from .records import Document, DocumentPart, RawDocument, ReadStats, bounded_documents
 from .segment import segment
 
 _META_EMPTY = b"sharebert.empty_documents"
@@ -95,7 +95,7 @@ def process_batch(task: BatchTask) -> BatchResult:
     raw, read_stats = task.documents, None
     if not isinstance(raw, list):
         read_stats = ReadStats()
-        raw = raw.documents(read_stats)
+        raw = bounded_documents(raw.documents(read_stats))
     documents = [segment(r) for r in raw]
     kept = [d for d in documents if d.sentences]
     empty = len(documents) - len(kept)

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from ...errors import file_error
-from ...fileio import atomic_path, disk_full_as_error, write_bytes_atomic
+from ...fileio import atomic_path, disk_full_as_error, space_needed, write_bytes_atomic
 from ..runtime import capture_rng, restore_rng
 from .engine import TrainingEngine, load_as_data
 
@@ -91,6 +91,15 @@ def _check_rng_state(path: Path, rng: dict) -> None:
         restore_rng(current)
 
 
+# Besides the weights, a checkpoint holds Adam's two moments and, in mixed precision, fp32 master weights.
+OPTIMIZER_BYTES_PER_PARAMETER = 12
+
+
+def checkpoint_bytes(module: torch.nn.Module) -> int:
+    """About the size of one checkpoint of `module` (for the message of a full disk)."""
+    return sum(p.numel() * (p.element_size() + OPTIMIZER_BYTES_PER_PARAMETER) for p in module.parameters())
+
+
 class Checkpoints:
     """Saves and restores checkpoints in one folder for every rank of a run."""
 
@@ -104,7 +113,7 @@ class Checkpoints:
         if env.rank == 0 and target.exists():  # left by a run that died after this step: not `latest`
             shutil.rmtree(target)
         self.engine.barrier()
-        with disk_full_as_error(self.folder):  # torch.save does not tell why a write failed
+        with space_needed(self.folder, lambda: checkpoint_bytes(self.engine.module)), disk_full_as_error(self.folder):
             self.engine.save(self.folder, tag, client_state)
             target.mkdir(parents=True, exist_ok=True)  # DeepSpeed creates it on the ranks that write model files
             with atomic_path(target / rank_file(env.rank)) as tmp:

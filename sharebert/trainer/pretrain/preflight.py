@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ...errors import ConfigError, DataError
-from ...fileio import disk_full_as_error, sha256_file
+from ...fileio import disk_full_as_error, sha256_file, space_needed
 from ...pipeline import formats
 from ..model.io import MODEL_DIR
 from .checkpoint import CHECKPOINTS_DIR, latest_tag, locate_checkpoint
@@ -101,6 +101,11 @@ def check_same_model(saved: dict, current: dict, where: Path) -> None:
         raise ConfigError(f"{where}: the checkpoint's model differs from the one configured now ({details})")
 
 
+def model_bytes(module: torch.nn.Module) -> int:
+    """The size of `module`'s weights as a model folder stores them (for the message of a full disk)."""
+    return sum(t.numel() * t.element_size() for t in module.state_dict().values())
+
+
 def write_model_folder(module: torch.nn.Module, model_config, folder: Path, vocab_file: Path) -> None:
     """save_model_folder on an fp32 CPU copy, into a temporary folder that then replaces `folder`."""
     from ..model.modeling import ShareBertForMaskedLM, save_model_folder, unwrap_model
@@ -113,7 +118,7 @@ def write_model_folder(module: torch.nn.Module, model_config, folder: Path, voca
     partial, old = (folder.with_name(f".{folder.name}.{kind}-{os.getpid()}") for kind in ("partial", "old"))
     shutil.rmtree(partial, ignore_errors=True)
     try:
-        with disk_full_as_error(folder.parent):
+        with space_needed(folder.parent, lambda: model_bytes(copy)), disk_full_as_error(folder.parent):
             save_model_folder(copy, partial, vocab_file)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

@@ -1,7 +1,9 @@
 """Plain text where a blank line separates documents (the BERT pretraining text layout).
 
 Inside a document every line is a paragraph (often one sentence per line); sentences are still
-split, so either layout works. Read as a stream: memory holds one document at a time.
+split, so either layout works. Read as a stream: memory holds one document at a time, and a document
+longer than records.MAX_DOCUMENT_CHARS (a file without blank lines, a line of gigabytes) is read as
+consecutive documents of at most that size, cut at a line end, or inside a line at a space.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ import codecs
 from collections.abc import Iterator
 
 from ....errors import file_error
-from ..records import LINES, RawDocument, ReadStats
+from .. import records
+from ..records import LINES, RawDocument, ReadStats, piece_end
 from .common import REPLACEMENT_CHAR, FileSource
 
 READ_CHUNK = 1 << 20
@@ -20,14 +23,16 @@ class TextSource(FileSource):
     kind = "text"
 
     def documents(self, stats: ReadStats) -> Iterator[RawDocument]:
-        number = 0
+        limit = records.MAX_DOCUMENT_CHARS
+        number, chars = 0, 0
         lines: list[str] = []
-        for line in self._lines(stats):
+        for line in self._lines(stats, limit):
+            if lines and (not line.strip() or chars + len(line) > limit):
+                yield self._document(number, lines, stats)
+                number, lines, chars = number + 1, [], 0
             if line.strip():
                 lines.append(line)
-            elif lines:
-                yield self._document(number, lines, stats)
-                number, lines = number + 1, []
+                chars += len(line) + 1
         if lines:
             yield self._document(number, lines, stats)
         stats.files_read += 1
@@ -36,10 +41,12 @@ class TextSource(FileSource):
         stats.documents_read += 1
         return RawDocument(f"{self.source_name}:{number}", self.source_name, "\n".join(lines), LINES)
 
-    def _lines(self, stats: ReadStats) -> Iterator[str]:
-        """Lines without their line ends; invalid UTF-8 is replaced (and counted) as it streams by."""
+    def _lines(self, stats: ReadStats, limit: int) -> Iterator[str]:
+        """Lines without their line ends, a line longer than `limit` as pieces of at most `limit` characters
+        cut at spaces; invalid UTF-8 is replaced (and counted) as it streams by."""
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         pending: list[str] = []  # the pieces of a line not yet ended (kept apart: a line may be gigabytes long)
+        pending_chars = 0
         first = True
         tail = b""  # last bytes of the previous chunk: a literal U+FFFD may straddle two chunks
         try:
@@ -56,17 +63,33 @@ class TextSource(FileSource):
                     *complete, rest = text.split("\n")
                     if complete:
                         complete[0] = "".join(pending) + complete[0]
-                        pending = []
+                        pending, pending_chars = [], 0
                     pending.append(rest)
+                    pending_chars += len(rest)
                     for line in complete:
-                        yield line.rstrip("\r")
+                        yield from _pieces(line.rstrip("\r"), limit)
+                    if pending_chars > limit:
+                        *whole, rest = _pieces("".join(pending), limit)
+                        yield from whole
+                        pending, pending_chars = [rest], len(rest)
                     if not chunk:
                         break
         except OSError as e:
             raise file_error(self._file, f"cannot read file ({e.strerror})") from None
         last = "".join(pending)
         if last:
-            yield last.rstrip("\r")
+            yield from _pieces(last.rstrip("\r"), limit)
+
+
+def _pieces(line: str, limit: int) -> Iterator[str]:
+    """`line`, or, when longer than `limit`, its consecutive pieces of at most `limit` characters."""
+    start = 0
+    while start < len(line):
+        end = piece_end(line, start, limit, breaks=" ")
+        yield line[start:end]
+        start = end
+    if not line:
+        yield line
 
 
 def _literal_replacements(chunk: bytes) -> int:
