@@ -101,7 +101,9 @@ def check_same_model(saved: dict, current: dict, where: Path) -> None:
         raise ConfigError(f"{where}: the checkpoint's model differs from the one configured now ({details})")
 
 
-def write_model_folder(module: torch.nn.Module, model_config, folder: Path, vocab_file: Path) -> None:
+def write_model_folder(
+    module: torch.nn.Module, model_config, folder: Path, vocab_file: Path, lowercase: bool = True
+) -> None:
     """save_model_folder on an fp32 CPU copy, into a temporary folder that then replaces `folder`."""
     from ..model.modeling import ShareBertForMaskedLM, save_model_folder, unwrap_model
 
@@ -114,7 +116,7 @@ def write_model_folder(module: torch.nn.Module, model_config, folder: Path, voca
     shutil.rmtree(partial, ignore_errors=True)
     try:
         with disk_full_as_error(folder.parent):
-            save_model_folder(copy, partial, vocab_file)
+            save_model_folder(copy, partial, vocab_file, lowercase=lowercase)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
