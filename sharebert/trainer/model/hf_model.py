@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+from typing import ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -25,6 +26,9 @@ from .modeling import (
     _initial_value,
     _mean_loss,
 )
+
+# Saved key -> module key, for fused_linear_layer=false (the reverse is applied when transformers saves).
+UNFUSED_KEY_MAPPING = {r"\.transform\.dense_act\.dense\.": ".transform.dense_act."}
 
 
 class ShareBertHfConfig(PretrainedConfig):
@@ -51,6 +55,9 @@ class ShareBertHfConfig(PretrainedConfig):
 class _ShareBertHfBase(PreTrainedModel):
     config_class = ShareBertHfConfig
     base_model_prefix = "bert"
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [
+        r"cls\.predictions\.decoder\.bias"
+    ]  # an alias sharebert writes
     _sharebert_class = None  # the sharebert model of the task
 
     def __init__(self, config: ShareBertHfConfig):
@@ -66,6 +73,14 @@ class _ShareBertHfBase(PreTrainedModel):
         for name, child in model.named_children():
             self.add_module(name, child)
         return model
+
+    @classmethod
+    def from_pretrained(cls, *args, **kwargs):
+        config = kwargs.get("config")
+        if isinstance(config, ShareBertHfConfig) and not config.fused_linear_layer:
+            # Such folders keep the reference's spelling of the MLM dense layer (docs/model.md, Model folders).
+            kwargs.setdefault("key_mapping", UNFUSED_KEY_MAPPING)
+        return super().from_pretrained(*args, **kwargs)
 
     @property
     def sharebert_model(self) -> nn.Module:

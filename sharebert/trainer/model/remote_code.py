@@ -46,9 +46,9 @@ def auto_map(module_file: str) -> dict[str, str]:
     return {auto: f"{stem}.{name}" for auto, name in AUTO_CLASSES.items()}
 
 
-def remote_code_source() -> str:
-    """The text of the remote-code module (see the module docstring)."""
-    modules = [_Module.read(name) for name in INCLUDED_MODULES]
+def remote_code_source(root: Path = PACKAGE_ROOT) -> str:
+    """The text of the remote-code module (see the module docstring), from the package under `root`."""
+    modules = [_Module.read(root, name) for name in INCLUDED_MODULES]
     unavailable: set[str] = set()
     for module in modules:
         unavailable |= module.sort_imports()
@@ -82,9 +82,9 @@ class _Module:
     kept: list[ast.stmt] = field(default_factory=list)
 
     @classmethod
-    def read(cls, name: str) -> _Module:
+    def read(cls, root: Path, name: str) -> _Module:
         relative = Path(*name.split(".")).with_suffix(".py")
-        text = (PACKAGE_ROOT / relative).read_text(encoding="utf-8")
+        text = (root / relative).read_text(encoding="utf-8")
         return cls(name, relative.as_posix(), text.splitlines(), ast.parse(text))
 
     def sort_imports(self) -> set[str]:
