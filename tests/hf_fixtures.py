@@ -39,7 +39,7 @@ def write_vocab(path: Path, words=WORDS) -> Path:
 
 
 def tiny(**overrides) -> ShareBertConfig:
-    return ShareBertConfig.from_preset("tiny", vocab_size=V, **overrides)
+    return ShareBertConfig.from_preset("tiny", **{"vocab_size": V, **overrides})
 
 
 def padded_batch(seed: int = 0) -> dict:
