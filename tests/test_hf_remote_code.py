@@ -94,3 +94,22 @@ def test_remote_code_follows_new_model_code(tmp_path):
     assert "_needs_files" not in source and "_needs_that" not in source
     assert source.replace("    return x * math.sqrt(2.0)\n", "").count("\n") < remote_code_source().count("\n") + 5
     compile(source, "modeling_sharebert.py", "exec")
+
+
+def test_remote_code_refuses_to_lose_a_model_class(tmp_path):
+    """A model class that came to need a module left out would drop the classes built on it: an error."""
+    for name in INCLUDED_MODULES:
+        relative = os.path.join(*name.split(".")) + ".py"
+        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / relative).write_text((PACKAGE_ROOT / relative).read_text())
+    modeling = tmp_path / "sharebert" / "trainer" / "model" / "modeling.py"
+    text = modeling.read_text()
+    modeling.write_text(
+        text.replace(
+            '        self.pre_ln = config.encoder_ln_mode == "pre-ln"\n',
+            '        self.pre_ln = config.encoder_ln_mode == "pre-ln"\n        TASKS\n',
+            1,
+        )
+    )
+    with pytest.raises(RuntimeError, match="ShareBertHfForMaskedLM"):
+        remote_code_source(tmp_path)

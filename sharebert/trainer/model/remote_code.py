@@ -7,8 +7,8 @@ order, with their imports rewritten:
   * imports of other packages (torch, transformers, the standard library) are gathered at the top;
   * imports of the modules included are dropped (their names are defined in the same file);
   * names imported from other sharebert modules (file I/O, the CLI's flags) are not available, so every
-    statement that uses one is left out (a method of a class, or a whole function or assignment), and
-    then every statement that uses a name left out, until nothing changes. What remains is the config,
+    statement that uses one is left out (a whole function, class or assignment; only a method, when no
+    code calls it), and then every statement that uses a name left out, until nothing changes. What remains is the config,
     the models and the `transformers` classes; saving and loading sharebert folders stays in sharebert.
 The output depends only on those source files: the same bytes for the same sharebert. Writing it needs
 neither torch nor transformers.
@@ -52,8 +52,12 @@ def remote_code_source(root: Path = PACKAGE_ROOT) -> str:
     unavailable: set[str] = set()
     for module in modules:
         unavailable |= module.sort_imports()
-    while any(module.prune(unavailable) for module in modules):
+    called = {node.attr for module in modules for node in ast.walk(module.tree) if isinstance(node, ast.Attribute)}
+    while any(module.prune(unavailable, called) for module in modules):
         pass
+    lost = sorted(set(AUTO_CLASSES.values()) & unavailable)
+    if lost:  # a model module came to import from a sharebert module that is not included
+        raise RuntimeError(f"the remote code would lack {', '.join(lost)}: see INCLUDED_MODULES in {__name__}")
     imports = list(dict.fromkeys(text for module in modules for text in module.external_imports))
     parts = [_header(), "\n".join(imports)]
     parts += [f"# {'-' * 40} from {module.path}\n{module.kept_text()}" for module in modules]
@@ -105,13 +109,14 @@ class _Module:
                 self.kept.append(stmt)
         return unavailable
 
-    def prune(self, unavailable: set[str]) -> bool:
-        """Leave out the statements (and methods) that use an unavailable name; True if any was."""
+    def prune(self, unavailable: set[str], called: set[str]) -> bool:
+        """Leave out the statements that use an unavailable name, and the methods that do if nothing calls
+        them (`called`: every attribute name the sources use); True if any was left out."""
         changed = False
         for stmt in list(self.kept):
             if isinstance(stmt, ast.ClassDef):
                 for member in list(stmt.body):
-                    if isinstance(member, (ast.FunctionDef, ast.AsyncFunctionDef)) and _uses(member, unavailable):
+                    if _is_optional_method(member, called) and _uses(member, unavailable):
                         stmt.body.remove(member)
                         self._drop(member)
                         changed = True
@@ -146,6 +151,14 @@ class _Module:
 
 def _first_line(stmt: ast.stmt) -> int:
     return min([stmt.lineno, *(d.lineno for d in getattr(stmt, "decorator_list", []))])
+
+
+def _is_optional_method(stmt: ast.stmt, called: set[str]) -> bool:
+    """A method the class works without: no code calls it, and Python or torch does not call it implicitly."""
+    if not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return False
+    implicit = stmt.name.startswith("__") or stmt.name in ("forward", "extra_repr")
+    return not implicit and stmt.name not in called
 
 
 def _is_docstring(stmt: ast.stmt) -> bool:
