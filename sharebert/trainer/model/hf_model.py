@@ -55,9 +55,8 @@ class ShareBertHfConfig(PretrainedConfig):
 class _ShareBertHfBase(PreTrainedModel):
     config_class = ShareBertHfConfig
     base_model_prefix = "bert"
-    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [
-        r"cls\.predictions\.decoder\.bias"
-    ]  # an alias sharebert writes
+    # The alias of cls.predictions.bias that sharebert writes for the reference (sparse_mask_prediction=false).
+    _keys_to_ignore_on_load_unexpected: ClassVar[list[str]] = [r"cls\.predictions\.decoder\.bias"]
     _sharebert_class = None  # the sharebert model of the task
 
     def __init__(self, config: ShareBertHfConfig):
