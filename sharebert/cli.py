@@ -211,6 +211,33 @@ def _run_model(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- sharebert export-hf
+def _add_export_hf(sub, common) -> None:
+    p = sub.add_parser(
+        "export-hf",
+        parents=[common],
+        help="write a model folder as a Hugging Face folder (transformers Auto classes, AutoTokenizer)",
+        description="Convert a model folder sharebert loads (ours, an older one, or the reference's) into a "
+        "complete Hugging Face folder: the same weights and keys, config.json with auto_map, the generated "
+        "remote code and the tokenizer files. See docs/model.md.",
+    )
+    p.add_argument("folder", metavar="MODEL_DIR", help="the model folder to convert")
+    p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="a new or empty folder (or a model folder)")
+    p.add_argument("--vocab", metavar="VOCAB_TXT", help="the model's vocab.txt (default: MODEL_DIR/vocab.txt)")
+    case = p.add_mutually_exclusive_group()
+    case.add_argument("--lowercase", dest="lowercase", action="store_const", const=True,
+                      help="uncased tokenizer (default: the casing MODEL_DIR records, else uncased)")  # fmt: skip
+    case.add_argument("--cased", dest="lowercase", action="store_const", const=False, help="cased tokenizer")
+
+    def run_export_hf(args) -> int:
+        from .trainer.model.hf_export import export_hf
+
+        print(export_hf(args.folder, args.output, vocab_file=args.vocab, lowercase=args.lowercase))
+        return 0
+
+    p.set_defaults(func=run_export_hf)
+
+
 # ---------------------------------------------------------------- sharebert pretrain
 def _add_pretrain(sub, common) -> None:
     # ~80 flags (the reference's names + every model field): declared in their own torch-free module.
@@ -331,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sharebert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = common_options()
-    for register in (_add_prepare, _add_mask, _add_model, _add_pretrain, _add_finetune):
+    for register in (_add_prepare, _add_mask, _add_model, _add_export_hf, _add_pretrain, _add_finetune):
         register(sub, common)
     return parser
 

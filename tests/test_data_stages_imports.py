@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-TRAINING_MODULES = ["datasets", "deepspeed", "torch", "wandb"]
+TRAINING_MODULES = ["datasets", "deepspeed", "torch", "transformers", "wandb"]
 DATA_MODULES = ["h5py", "pyarrow", "tokenizers"]
 ROOT = Path(__file__).resolve().parents[1]
 

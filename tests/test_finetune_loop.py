@@ -87,7 +87,8 @@ def test_outputs_of_a_run(sst2_run):
     ).read_bytes()
     assert not (out / "sst2" / "seed-1" / "checkpoint.pt").exists()
     tokenizer_config = json.loads((out / "sst2" / "seed-1" / "model" / "tokenizer_config.json").read_text())
-    assert tokenizer_config == {"do_lower_case": True}  # the casing travels with the fine-tuned weights
+    assert tokenizer_config["do_lower_case"] is True  # the casing travels with the fine-tuned weights
+    assert tokenizer_config["tokenizer_class"] == "BertTokenizer"
     assert not list(out.rglob(".*.part"))
 
 

@@ -38,6 +38,7 @@ NAME, SUFFIX, COLUMN, DATASET = "name", "suffix", "column", "dataset"
 
 FORMATS = "sharebert/pipeline/formats.py"
 MODEL_IO = "sharebert/trainer/model/io.py"
+TOKENIZER_FILES = "sharebert/trainer/model/tokenizer_files.py"  # Hugging Face's tokenizer files of a model folder
 GLUE = "sharebert/trainer/finetune/glue.py"  # reads GLUE data in the Hugging Face hub's own file layout
 HF_SOURCE = "sharebert/pipeline/prepare/sources/hf.py"  # reads Hugging Face datasets (prepare's --hf-dataset input)
 METRICS = "sharebert/trainer/metrics.py"
@@ -69,10 +70,21 @@ OWNED: dict[str, tuple[str, tuple[str, ...]]] = {
     "config.json": (NAME, (MODEL_IO,)),
     "model.safetensors": (NAME, (MODEL_IO,)),
     "pytorch_model.bin": (NAME, (MODEL_IO,)),
-    "tokenizer_config.json": (NAME, (MODEL_IO,)),
+    "tokenizer_config.json": (NAME, (TOKENIZER_FILES,)),
+    "tokenizer.json": (NAME, (TOKENIZER_FILES,)),
+    "special_tokens_map.json": (NAME, (TOKENIZER_FILES,)),
+    "modeling_sharebert.py": (NAME, (MODEL_IO,)),
 }
 # Names of the constants that hold a literal of OWNED: defined (assigned) only in their owner.
-OWNED_CONSTANTS = {"MODEL_DIR": MODEL_IO, "METRICS_FILE": METRICS, "VOCAB_FILE": FORMATS}
+OWNED_CONSTANTS = {
+    "MODEL_DIR": MODEL_IO,
+    "METRICS_FILE": METRICS,
+    "VOCAB_FILE": FORMATS,
+    "REMOTE_CODE_FILE": MODEL_IO,
+    "TOKENIZER_JSON_FILE": TOKENIZER_FILES,
+    "TOKENIZER_CONFIG_FILE": TOKENIZER_FILES,
+    "SPECIAL_TOKENS_MAP_FILE": TOKENIZER_FILES,
+}
 
 COLUMN_ACCESSORS = {"column", "field", "select", "drop_columns", "read_spill"}
 COLUMN_KEYWORDS = {"columns", "use_dictionary"}

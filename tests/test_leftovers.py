@@ -128,7 +128,7 @@ def test_a_full_disk_while_saving_a_rank_file_is_one_line(tmp_path, monkeypatch)
 def test_a_full_disk_while_exporting_is_one_line_and_leaves_no_partial_folder(tmp_path, monkeypatch):
     from sharebert.trainer.model import modeling
 
-    def full(model, folder, vocab_file):
+    def full(model, folder, vocab_file, **options):
         Path(folder).mkdir()
         raise OSError(errno.ENOSPC, "No space left on device")
 

@@ -60,7 +60,16 @@ def saved_mlm(tmp_path_factory):
 
 def test_save_then_load_gives_identical_outputs(saved_mlm):
     folder, model = saved_mlm
-    assert {p.name for p in folder.iterdir()} == {"config.json", "model.safetensors", "pytorch_model.bin", "vocab.txt"}
+    assert {p.name for p in folder.iterdir()} == {
+        "config.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "vocab.txt",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "modeling_sharebert.py",
+    }
     loaded = load_model_folder(folder, task="masked-lm").eval()
     assert loaded.config == model.config
     assert torch.equal(loaded(**inputs()).logits, model(**inputs()).logits)

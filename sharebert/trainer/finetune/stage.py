@@ -29,7 +29,7 @@ from ...fileio import read_json, write_bytes_atomic, write_json_atomic
 from ...tokenization import bert_tokenizer, read_vocab, special_ids
 from ..metrics import METRICS_FILE, MetricsFile, start_wandb
 from ..model.io import CONFIG_FILE as MODEL_CONFIG_FILE
-from ..model.io import MODEL_DIR, TOKENIZER_CONFIG_FILE, VOCAB_FILE
+from ..model.io import MODEL_DIR, VOCAB_FILE, recorded_lowercase
 from . import glue
 from .config import FinetuneConfig
 from .glue_metrics import predictions_from_logits, task_score
@@ -68,23 +68,11 @@ SMALL_MODEL_HIDDEN = 512  # narrower models train on one CPU thread unless --cpu
 
 
 # ---------------------------------------------------------------- model folder and tokenizer
-def folder_lowercase(folder: Path) -> bool | None:
-    """do_lower_case from the folder's tokenizer_config.json or config.json (Hugging Face's key), if set."""
-    for name in (TOKENIZER_CONFIG_FILE, MODEL_CONFIG_FILE):
-        path = folder / name
-        if path.exists():
-            settings = read_json(path)
-            value = settings.get("do_lower_case") if isinstance(settings, dict) else None
-            if isinstance(value, bool):
-                return value
-    return None
-
-
 def resolve_lowercase(config: FinetuneConfig) -> bool:
     """--do_lower_case / --cased, else the model folder's setting, else uncased (ShareBERT's vocab)."""
     if config.lowercase is not None:
         return config.lowercase
-    found = folder_lowercase(config.model_name_or_path)
+    found = recorded_lowercase(config.model_name_or_path)
     return True if found is None else found
 
 
@@ -281,10 +269,8 @@ def save_best_model(model, config: FinetuneConfig, run_dir: Path) -> None:
     from ..model.modeling import save_model_folder
 
     vocab = config.model_name_or_path / VOCAB_FILE
-    save_model_folder(model, run_dir / MODEL_DIR, vocab)
-    lowercase = resolve_lowercase(config)
-    # Keep the casing with the weights, so that evaluating the folder later tokenizes as training did.
-    write_json_atomic(run_dir / MODEL_DIR / TOKENIZER_CONFIG_FILE, {"do_lower_case": lowercase})
+    # The casing goes with the weights, so that using the folder later tokenizes as training did.
+    save_model_folder(model, run_dir / MODEL_DIR, vocab, lowercase=resolve_lowercase(config))
 
 
 def write_predictions(

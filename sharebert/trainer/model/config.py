@@ -43,7 +43,9 @@ HF_BOILERPLATE_KEYS = frozenset(
     [
         "architectures",
         "model_type",
+        "auto_map",
         "transformers_version",
+        "dtype",
         "torch_dtype",
         "use_cache",
         "position_embedding_type",

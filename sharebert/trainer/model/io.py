@@ -1,10 +1,11 @@
 """Model folders on disk: config.json + weights + vocab.txt, with the reference's state-dict key names.
 
-A folder holds `config.json` (Hugging-Face-style, see `ShareBertConfig.to_dict`), `model.safetensors`
-and/or `pytorch_model.bin` (the reference's format) and `vocab.txt`; a fine-tuned folder also holds
-`tokenizer_config.json`. This module works on state dicts and key names only; `sharebert.trainer.model.modeling`
-builds the models. It owns the names of a model folder's files and of the folder in run folders (MODEL_DIR);
-vocab.txt's name is pipeline.formats.VOCAB_FILE, re-exported here.
+A folder holds `config.json` (Hugging-Face-style, see `ShareBertConfig.to_dict`, plus `auto_map`),
+`model.safetensors` and/or `pytorch_model.bin` (the reference's format), `vocab.txt` with Hugging Face's
+tokenizer files, and the remote-code module `transformers` loads it with (docs/model.md). This module works
+on state dicts and key names only; `sharebert.trainer.model.modeling` builds the models. It owns the names
+of a model folder's files and of the folder in run folders (MODEL_DIR); vocab.txt's name is
+pipeline.formats.VOCAB_FILE and the tokenizer files' names are tokenizer_files.py's, re-exported here.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from pathlib import Path
 import torch
 
 from ...errors import ConfigError, file_error
-from ...fileio import atomic_path, write_json_atomic
+from ...fileio import atomic_path, read_json, write_json_atomic
 from ...pipeline.formats import VOCAB_FILE
 from ...tokenization import read_vocab
 from .config import ShareBertConfig
+from .remote_code import auto_map, remote_code_source
+from .tokenizer_files import SPECIAL_TOKENS_MAP_FILE, TOKENIZER_CONFIG_FILE, TOKENIZER_JSON_FILE, write_tokenizer_files
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +33,9 @@ MODEL_DIR = "model"  # the model folder inside a pretraining run folder and a fi
 CONFIG_FILE = "config.json"
 SAFETENSORS_FILE = "model.safetensors"
 PYTORCH_FILE = "pytorch_model.bin"  # what the reference writes and reads
-TOKENIZER_CONFIG_FILE = "tokenizer_config.json"  # do_lower_case, written by fine-tuning (Hugging Face's name)
+REMOTE_CODE_FILE = "modeling_sharebert.py"  # what transformers runs with trust_remote_code (remote_code.py)
+# Hugging Face's tokenizer files, named in tokenizer_files.py (which writes them) and re-exported here.
+TOKENIZER_FILES = (TOKENIZER_JSON_FILE, TOKENIZER_CONFIG_FILE, SPECIAL_TOKENS_MAP_FILE)
 
 TASKS = ("base", "masked-lm", "sequence-classification")
 HEAD_PREFIXES = ("cls.predictions.", "cls.seq_relationship.", "classifier.")
@@ -132,8 +137,19 @@ def reconcile_state_dict(found: dict, expected: dict, task: str, path) -> tuple[
 
 # ---------------------------------------------------------------------------------------- files
 def write_model_folder(
-    folder, config: ShareBertConfig, state: dict, vocab_file, task: str, *, pytorch_bin: bool = False
+    folder,
+    config: ShareBertConfig,
+    state: dict,
+    vocab_file,
+    task: str,
+    *,
+    pytorch_bin: bool = False,
+    lowercase: bool = True,
 ) -> Path:
+    """Write a model folder, complete for sharebert, the reference and `transformers` (docs/model.md).
+
+    `lowercase` is the casing the model was trained with, written into the tokenizer files.
+    """
     from safetensors.torch import save_file
 
     folder = Path(folder)
@@ -146,14 +162,15 @@ def write_model_folder(
     else:
         (folder / PYTORCH_FILE).unlink(missing_ok=True)  # never leave weights of an earlier save beside
     if vocab_file is not None:
-        vocab = read_vocab(vocab_file)
-        _check_vocab_fits(vocab_file, len(vocab), config)
-        with atomic_path(folder / VOCAB_FILE) as tmp:
-            tmp.write_bytes(Path(vocab_file).read_bytes())
+        _check_vocab_fits(vocab_file, len(read_vocab(vocab_file)), config)
+        write_tokenizer_files(folder, Path(vocab_file), lowercase, max_length=config.max_position_embeddings)
+    with atomic_path(folder / REMOTE_CODE_FILE) as tmp:
+        tmp.write_text(remote_code_source(), encoding="utf-8")
     d = config.to_dict()
     d["architectures"] = [
         REFERENCE_ARCHITECTURES[task] if not (task == "masked-lm" and config.nsp) else "ShareBertForPreTraining"
     ]
+    d["auto_map"] = auto_map(REMOTE_CODE_FILE)
     write_json_atomic(folder / CONFIG_FILE, d)  # last: its presence means the folder is complete
     log.info("saved %s model to %s", task, folder)
     return folder
@@ -173,6 +190,18 @@ def read_model_folder(folder) -> tuple[ShareBertConfig, dict, Path]:
         if path.exists():
             return config, reader(path), path
     raise file_error(folder, f"no weights file ({SAFETENSORS_FILE} or {PYTORCH_FILE})")
+
+
+def recorded_lowercase(folder) -> bool | None:
+    """do_lower_case from the folder's tokenizer_config.json or config.json (Hugging Face's key), if set."""
+    for name in (TOKENIZER_CONFIG_FILE, CONFIG_FILE):
+        path = Path(folder) / name
+        if path.exists():
+            settings = read_json(path)
+            value = settings.get("do_lower_case") if isinstance(settings, dict) else None
+            if isinstance(value, bool):
+                return value
+    return None
 
 
 def weight_shapes(folder) -> tuple[ShareBertConfig, dict, Path]:

@@ -508,8 +508,11 @@ def unwrap_model(model: nn.Module) -> _ShareBertBase:
     return model
 
 
-def save_model_folder(model: nn.Module, folder, vocab_file, *, pytorch_bin: bool = False) -> Path:
-    """Write config.json, model.safetensors (and pytorch_model.bin if asked) and vocab.txt into `folder`.
+def save_model_folder(
+    model: nn.Module, folder, vocab_file, *, pytorch_bin: bool = False, lowercase: bool = True
+) -> Path:
+    """Write config.json, model.safetensors (and pytorch_model.bin if asked), vocab.txt with the tokenizer
+    files for the casing `lowercase`, and the remote code `transformers` runs, into `folder` (docs/model.md).
 
     Keys are the reference's, so the folder loads here and (with pytorch_bin=True) in the reference code.
     Each file is written under a temporary name and renamed; config.json comes last.
@@ -521,7 +524,9 @@ def save_model_folder(model: nn.Module, folder, vocab_file, *, pytorch_bin: bool
         k: v.float() if v.is_floating_point() else v
         for k, v in to_reference_state_dict(model.state_dict(), model.config).items()
     }
-    return write_model_folder(folder, model.config, state, vocab_file, task, pytorch_bin=pytorch_bin)
+    return write_model_folder(
+        folder, model.config, state, vocab_file, task, pytorch_bin=pytorch_bin, lowercase=lowercase
+    )
 
 
 def load_model_folder(

@@ -106,7 +106,9 @@ def model_bytes(module: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in module.state_dict().values())
 
 
-def write_model_folder(module: torch.nn.Module, model_config, folder: Path, vocab_file: Path) -> None:
+def write_model_folder(
+    module: torch.nn.Module, model_config, folder: Path, vocab_file: Path, lowercase: bool = True
+) -> None:
     """save_model_folder on an fp32 CPU copy, into a temporary folder that then replaces `folder`."""
     from ..model.modeling import ShareBertForMaskedLM, save_model_folder, unwrap_model
 
@@ -119,7 +121,7 @@ def write_model_folder(module: torch.nn.Module, model_config, folder: Path, voca
     shutil.rmtree(partial, ignore_errors=True)
     try:
         with space_needed(folder.parent, lambda: model_bytes(copy)), disk_full_as_error(folder.parent):
-            save_model_folder(copy, partial, vocab_file)
+            save_model_folder(copy, partial, vocab_file, lowercase=lowercase)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

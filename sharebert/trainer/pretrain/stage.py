@@ -525,9 +525,13 @@ class Trainer:
         )
 
     def export_model(self, folder: Path) -> Path:
-        """Write a model folder (config, fp32 weights, vocab) that `sharebert finetune` loads; rank 0 writes."""
+        """Write a model folder (config, fp32 weights, vocab, tokenizer files) that `sharebert finetune` and
+        `transformers` load; rank 0 writes."""
         if self.env.rank == 0:
-            write_model_folder(self.engine.module, self.model_config, folder, self.samples.vocab_file())
+            lowercase = self.samples.manifest.vocab.get("lowercase")  # as prepare tokenized; unrecorded: uncased
+            write_model_folder(
+                self.engine.module, self.model_config, folder, self.samples.vocab_file(), lowercase is not False
+            )
             log.info("model exported: %s", folder)
         self.engine.barrier()
         return folder
