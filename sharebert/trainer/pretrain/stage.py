@@ -137,14 +137,32 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         logging.getLogger("sharebert").setLevel(max(logging.WARNING, logging.getLogger("sharebert").level))
     model_config, samples = load_model_config_and_samples(config)
     deepspeed_config(config.engine, env.world_size, resolve_precision(config.engine.precision))  # fail fast
+    if config.engine.fp8:
+        from .fp8 import check_fp8_supported
+
+        check_fp8_supported()
     resume = find_resume_point(config)
     if config.output_dir.exists() and not config.output_dir.is_dir():
         raise file_error(config.output_dir, "exists and is not a folder (--output_dir)")
     config.output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed, env.rank)
     model = ShareBertForMaskedLM(model_config, seed=config.seed)
+    apply_speedups(model, config.engine)
     engine = TrainingEngine(model, config.engine, env)
     return Trainer(config, env, samples, model_config, engine).run(resume)
+
+
+def apply_speedups(model: torch.nn.Module, engine_config) -> None:
+    """--unpad and --fp8 (docs/pretrain.md, "FP8 and unpadded"): neither changes a parameter or the state dict."""
+    if engine_config.unpad:
+        model.set_unpad(True)
+        if engine_config.compile:  # the packed token count is data-dependent: keep torch.nonzero in the graph
+            torch._dynamo.config.capture_dynamic_output_shape_ops = True
+    if engine_config.fp8:
+        from .fp8 import convert_to_float8
+
+        converted = convert_to_float8(model, engine_config.fp8_recipe)
+        log.info("fp8 (%s scaling): %d shared matmuls converted", engine_config.fp8_recipe, len(converted))
 
 
 # ------------------------------------------------------------------------------------ the loop
