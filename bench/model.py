@@ -294,12 +294,11 @@ def apply_options(model: ShareBertForMaskedLM, args, device: torch.device) -> No
     """--unpad and --fp8 as `sharebert pretrain` applies them (FP8 emulated in fp32 where the device has none)."""
     if args.unpad:
         model.set_unpad(True)
-        if args.compile:
-            torch._dynamo.config.capture_dynamic_output_shape_ops = True
     if args.fp8:
         from sharebert.trainer.pretrain.fp8 import convert_to_float8
 
-        convert_to_float8(model, args.fp8, emulate=fp8_matmul_rate(16, device) is None)
+        emulate = fp8_matmul_rate(16, device) is None
+        convert_to_float8(model, args.fp8, emulate=emulate, pad_inner_dim=args.unpad)
 
 
 def variant(args) -> str:

@@ -50,6 +50,19 @@ def test_only_the_shared_layer_matmuls_are_converted(recipe):
     assert all(p.dtype == torch.float32 for p in model.parameters())  # master weights stay fp32
     assert isinstance(model.bert.embeddings.factor_linear_all, torch.nn.Linear)  # the carving is not converted
     assert type(model.cls.predictions.decoder) is torch.nn.Linear
+    assert not model.bert.encoder.layer[0].matmul.config.pad_inner_dim
+
+
+def test_unpadded_batches_pad_the_fp8_inner_dimension():
+    """--unpad makes the token count (the weight gradient GEMM's inner dimension) any number: torch._scaled_mm
+    needs multiples of 16, so the FP8 matmuls are told to pad it."""
+    from sharebert.trainer.pretrain.stage import apply_speedups
+
+    model = ShareBertForMaskedLM(tiny(), seed=0)
+    apply_speedups(model, EngineConfig(fp8=True, unpad=True, fp8_recipe="rowwise"))
+    assert model.bert.unpad
+    configs = [layer.matmul.config for layer in model.bert.encoder.layer]
+    assert all(c.pad_inner_dim and not c.emulate for c in configs)
 
 
 @pytest.mark.parametrize("unpad", [False, True])
@@ -196,3 +209,25 @@ def _gpu_batch(cfg: ShareBertConfig, seed: int) -> dict:
     masked = ids.scatter(1, positions, 103)
     out = dict(input_ids=masked, masked_lm_positions=positions, labels=labels)
     return {k: v.cuda() for k, v in out.items()}
+
+
+@pytest.mark.skipif(not _fp8_gpu(), reason="needs a CUDA GPU of compute capability 8.9+")
+@pytest.mark.parametrize("recipe", ["tensorwise", "rowwise"])
+def test_fp8_with_unpadded_batches_on_the_gpu(recipe):
+    """Compiled, FP8 with unpadded batches whose token counts (the weight gradients' inner dimension) change and
+    are not multiples of 16: close to bf16 every time."""
+    model = ShareBertForMaskedLM(tiny(), seed=0, device="cuda")
+    batches = [batch("cuda", seed) for seed in range(3)]
+    counts = [int(b["attention_mask"].sum()) for b in batches]
+    assert len(set(counts)) == 3 and all(n % 16 for n in counts)
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        expected = [model(**b).loss.item() for b in batches]
+    fp8.convert_to_float8(model, recipe, pad_inner_dim=True)
+    model.set_unpad(True)
+    compiled = torch.compile(model)
+    for inputs, bf16_loss in zip(batches, expected):
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = compiled(**inputs).loss
+        loss.backward()
+        assert abs(loss.item() - bf16_loss) < 0.02 * bf16_loss
+    assert torch.isfinite(model.bert.embeddings.word_embeddings.weight.grad).all()

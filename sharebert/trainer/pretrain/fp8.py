@@ -49,12 +49,16 @@ def _torchao_float8():
     return float8, matmul_with_hp_or_float8_args
 
 
-def float8_config(recipe: str, emulate: bool = False):
-    """torchao's Float8LinearConfig of `recipe`; `emulate` computes the FP8 matmuls in fp32 (CPU tests)."""
+def float8_config(recipe: str, emulate: bool = False, pad_inner_dim: bool = False):
+    """torchao's Float8LinearConfig of `recipe`; `emulate` computes the FP8 matmuls in fp32 (CPU tests);
+    `pad_inner_dim` zero-pads GEMM inner dimensions to a multiple of 16, as torch._scaled_mm requires: needed
+    when the token count is not a multiple of 16 (unpadded batches), since the weight gradient's GEMM sums
+    over the tokens."""
     if recipe not in FP8_RECIPES:
         raise ConfigError(f"fp8 recipe {recipe!r} must be one of {', '.join(FP8_RECIPES)}")
     float8, _ = _torchao_float8()
-    return dataclasses.replace(float8.Float8LinearConfig.from_recipe_name(recipe), emulate=emulate)
+    config = float8.Float8LinearConfig.from_recipe_name(recipe)
+    return dataclasses.replace(config, emulate=emulate, pad_inner_dim=pad_inner_dim)
 
 
 class Float8SharedMatmul(nn.Module):
@@ -83,10 +87,12 @@ class Float8SharedMatmul(nn.Module):
         return f"input {c.cast_config_input.short_str()}, weight {c.cast_config_weight.short_str()}"
 
 
-def convert_to_float8(model: nn.Module, recipe: str = "tensorwise", emulate: bool = False) -> list[str]:
-    """Swap every SharedMatmul of `model` for a Float8SharedMatmul; returns their names. Parameters, the
-    state dict and the carving are untouched."""
-    config = float8_config(recipe, emulate)
+def convert_to_float8(
+    model: nn.Module, recipe: str = "tensorwise", emulate: bool = False, pad_inner_dim: bool = False
+) -> list[str]:
+    """Swap every SharedMatmul of `model` for a Float8SharedMatmul (see `float8_config` for the options);
+    returns their names. Parameters, the state dict and the carving are untouched."""
+    config = float8_config(recipe, emulate, pad_inner_dim)
     converted = []
     for name, module in list(model.named_modules()):
         for child_name, child in list(module.named_children()):

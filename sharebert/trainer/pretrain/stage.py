@@ -156,12 +156,10 @@ def apply_speedups(model: torch.nn.Module, engine_config) -> None:
     """--unpad and --fp8 (docs/pretrain.md, "FP8 and unpadded"): neither changes a parameter or the state dict."""
     if engine_config.unpad:
         model.set_unpad(True)
-        if engine_config.compile:  # the packed token count is data-dependent: keep torch.nonzero in the graph
-            torch._dynamo.config.capture_dynamic_output_shape_ops = True
     if engine_config.fp8:
         from .fp8 import convert_to_float8
 
-        converted = convert_to_float8(model, engine_config.fp8_recipe)
+        converted = convert_to_float8(model, engine_config.fp8_recipe, pad_inner_dim=engine_config.unpad)
         log.info("fp8 (%s scaling): %d shared matmuls converted", engine_config.fp8_recipe, len(converted))
 
 
