@@ -73,12 +73,12 @@ for s in $STEPS; do
     model_fp8_unpad)
       run model_fp8_unpad 180 "$PY" bench/model.py --compile --fp8 --unpad --pad-fraction 0.25 --no-plain --json ;;
     pretrain_fp8)
-      run pretrain_fp8 200 "$PY" bench/pretrain.py --compile --fp8 --dataset-path "$DATA/samples" --json ;;
+      run pretrain_fp8 240 "$PY" bench/pretrain.py --compile --fp8 --dataset-path "$DATA/samples" --json ;;
     pretrain_unpad)
-      run pretrain_unpad 200 "$PY" bench/pretrain.py --compile --unpad --pad-fraction 0.25 \
+      run pretrain_unpad 300 "$PY" bench/pretrain.py --compile --unpad --pad-fraction 0.25 \
         --dataset-path "$DATA/samples" --json ;;
     pretrain_fp8_unpad)
-      run pretrain_fp8_unpad 200 "$PY" bench/pretrain.py --compile --fp8 --unpad --pad-fraction 0.25 \
+      run pretrain_fp8_unpad 300 "$PY" bench/pretrain.py --compile --fp8 --unpad --pad-fraction 0.25 \
         --dataset-path "$DATA/samples" --json ;;
     learning)
       TAIL=16 run learning 600 "$PY" bench/learning.py --dataset-path "$DATA/samples" --out "$OUT/learning" \

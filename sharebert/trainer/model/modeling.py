@@ -11,7 +11,8 @@ Written for speed on a GPU:
     (no mask at all when attention_mask is None, which lets the flash kernel run).
   * the masked-LM head sees only the masked positions, gathered with static shapes ([B, M] positions), and
     the final LayerNorm, being per token, is applied to those positions only.
-  * no `.item()` and no branching on tensor values in forward: the models compile with fullgraph=True.
+  * no `.item()` and no branching on tensor values in forward: the models compile with fullgraph=True
+    (the unpadded path below breaks the graph where it finds the real tokens).
   * optionally (`set_unpad`), the dense work skips padding: the layers' matmuls, norms and activations run on
     the real tokens only, packed as [N, H]; attention scatters them back per sequence (docs/model.md).
   * the shared matmuls go through `SharedMatmul` modules, which a caller may swap (FP8 training does).
