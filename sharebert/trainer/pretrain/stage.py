@@ -31,7 +31,7 @@ from ..metrics import METRICS_FILE, PretrainMetricsLog, keep_records_up_to, star
 from ..model.io import MODEL_DIR
 from ..runtime import StopSignals, TrainingClock, capture_rng, restore_rng, seed_everything
 from .checkpoint import CHECKPOINTS_DIR, Checkpoints, latest_tag, tag_for
-from .config import PretrainConfig, shard_epoch_steps
+from .config import EngineConfig, PretrainConfig, shard_epoch_steps
 from .data import (
     IGNORE_INDEX,
     DataPosition,
@@ -152,7 +152,7 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
     return Trainer(config, env, samples, model_config, engine).run(resume)
 
 
-def apply_speedups(model: torch.nn.Module, engine_config) -> None:
+def apply_speedups(model: torch.nn.Module, engine_config: EngineConfig) -> None:
     """--unpad and --fp8 (docs/pretrain.md, "FP8 and unpadded"): neither changes a parameter or the state dict."""
     if engine_config.unpad:
         model.set_unpad(True)
