@@ -1,8 +1,11 @@
 """Time a full ShareBERT pretraining step (forward, backward, AdamW step) on random tokens.
 
 For the chosen preset it measures, in one run:
-  * the rate of a plain bf16 N x N matmul (N = 8192 on a GPU), the ceiling the model is compared with;
-  * sharebert's ShareBertForMaskedLM (autocast, fp32 master weights, fused AdamW; optionally torch.compile);
+  * the rate of a plain bf16 N x N matmul (N = 8192 on a GPU), the ceiling the model is compared with, and on
+    GPUs with FP8 tensor cores the rate of the same matmul in FP8 (torch._scaled_mm, per-tensor scales);
+  * sharebert's ShareBertForMaskedLM (autocast, fp32 master weights, fused AdamW; optionally torch.compile,
+    --fp8: the shared layers' matmuls in FP8 with torchao, emulated in fp32 on the CPU; --unpad: the layers
+    on the real tokens only);
   * the plain implementation of the model's definition (tests/reference_sharebert.py) in eager mode, same settings;
 and prints samples/s, achieved TFLOP/s, the fraction of the matmul rate, and the speed-up over the plain one.
 
@@ -13,12 +16,14 @@ is counted as twice the forward pass, so step = 3 x forward):
   per token             2 * F * H             the input path's factor_linear
   per step              2 * V * F * c         the c = 5g + 2gf columns of the virtual matrix E that are used
   per mask slot         2 * (H*H + H*V)       MLM transform and decoder, for all B*M slots (static shapes)
-Both implementations are credited with these same useful FLOPs, so the FLOP rates compare like samples/s.
+Both implementations are credited with these same useful FLOPs, so the FLOP rates compare like samples/s
+(with --unpad too: the padded tokens' FLOPs are counted as if computed).
 The batch is built once and reused, so data loading is not timed.
 
 Examples:
   python bench/model.py                                  # GPU: base, micro-batch 250, bf16 autocast
   python bench/model.py --compile --preset small
+  python bench/model.py --compile --fp8 --unpad --no-plain
   python bench/model.py --device cpu                     # tiny preset, smoke test
 """
 
@@ -65,6 +70,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--compile", action="store_true", help="torch.compile sharebert's model")
     p.add_argument("--compile-mode", default=None, help="torch.compile mode, e.g. max-autotune-no-cudagraphs")
     p.add_argument("--checkpointing", action="store_true", help="activation checkpointing in sharebert's model")
+    p.add_argument(
+        "--fp8",
+        nargs="?",
+        const="tensorwise",
+        choices=("tensorwise", "rowwise"),
+        help="the shared layers' matmuls in FP8 (torchao; recipe, default tensorwise); emulated on the CPU",
+    )
+    p.add_argument("--unpad", action="store_true", help="sharebert's layers on the real tokens only")
     p.add_argument("--no-plain", action="store_true", help="skip the plain implementation")
     p.add_argument("--matmul-size", type=int, help="N of the N x N matmul ceiling (default 8192 GPU, 512 CPU)")
     p.add_argument("--json", action="store_true", help="also print the results as one JSON line")
@@ -95,6 +108,29 @@ def step_flops(cfg: ShareBertConfig, batch: int, seq_len: int, masked: int) -> f
         + batch * masked * 2 * (H * H + H * V)
     )
     return 3.0 * forward
+
+
+def fp8_matmul_rate(n: int, device: torch.device, repeats: int = 20) -> float | None:
+    """FLOP/s of an n x n x n FP8 (e4m3) matmul with per-tensor scales and bf16 output; None without FP8 tensor
+    cores (the CPU, GPUs older than compute capability 8.9)."""
+    if device.type != "cuda" or torch.cuda.get_device_capability(device) < (8, 9):
+        return None
+    gen = torch.Generator(device=device).manual_seed(0)
+    a = torch.randn(n, n, device=device, generator=gen).to(torch.float8_e4m3fn)
+    b = torch.randn(n, n, device=device, generator=gen).to(torch.float8_e4m3fn).t()  # column-major, as required
+    scale = torch.ones((), device=device)
+
+    def mm():
+        return torch._scaled_mm(a, b, scale_a=scale, scale_b=scale, out_dtype=torch.bfloat16)
+
+    for _ in range(3):
+        mm()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        mm()
+    synchronize(device)
+    return 2.0 * n**3 * repeats / (time.perf_counter() - start)
 
 
 def synchronize(device: torch.device) -> None:
@@ -194,8 +230,10 @@ def run_one(name: str, build, args, cfg: ShareBertConfig, device: torch.device) 
             forward = params_model = batch = None
             torch.cuda.empty_cache()
     flops = step_flops(cfg, batch_size, args.seq_len, args.masked)
+    mask = batch.get("attention_mask")
     result.update(
         batch=batch_size,
+        padding=0.0 if mask is None else 1.0 - mask.float().mean().item(),
         samples_per_second=batch_size / result["step_seconds"],
         tflops=flops / result["step_seconds"] / 1e12,
         flops_per_step=flops,
@@ -212,9 +250,12 @@ def main(argv=None) -> dict:
     overrides = {"vocab_size": args.vocab_size} if args.vocab_size else {}
     cfg = ShareBertConfig.from_preset(args.preset, gradient_checkpointing=args.checkpointing, **overrides)
     ceiling = matmul_rate(args.matmul_size, matmul_dtype(args, device), device) / 1e12
+    fp8_rate = fp8_matmul_rate(args.matmul_size, device)
+    fp8_ceiling = None if fp8_rate is None else fp8_rate / 1e12
 
     def build_sharebert():
         model = ShareBertForMaskedLM(cfg, seed=0, device=device).train()
+        apply_options(model, args, device)
         fwd = torch.compile(model, mode=args.compile_mode) if args.compile else model
         return (lambda **b: fwd(**b).loss), model
 
@@ -226,7 +267,7 @@ def main(argv=None) -> dict:
     results = {"sharebert": run_one("sharebert", build_sharebert, args, cfg, device)}
     if not args.no_plain:
         results["plain"] = run_one("plain", build_plain, args, cfg, device)
-    report(args, cfg, device, ceiling, results)
+    report(args, cfg, device, ceiling, fp8_ceiling, results)
     summary = {
         "device": device_name(device),
         "torch": torch.__version__,
@@ -234,16 +275,40 @@ def main(argv=None) -> dict:
         "dtype": args.dtype,
         "compile": args.compile,
         "compile_mode": args.compile_mode,
+        "fp8": args.fp8,
+        "unpad": args.unpad,
         "seq_len": args.seq_len,
         "masked": args.masked,
         "pad_fraction": args.pad_fraction,
         "matmul_tflops": ceiling,
+        "fp8_matmul_tflops": fp8_ceiling,
         "matmul_size": args.matmul_size,
         **results,
     }
     if args.json:
         print(json.dumps(summary))
     return summary
+
+
+def apply_options(model: ShareBertForMaskedLM, args, device: torch.device) -> None:
+    """--unpad and --fp8 as `sharebert pretrain` applies them (FP8 emulated in fp32 where the device has none)."""
+    if args.unpad:
+        model.set_unpad(True)
+    if args.fp8:
+        from sharebert.trainer.pretrain.fp8 import convert_to_float8
+
+        emulate = fp8_matmul_rate(16, device) is None
+        convert_to_float8(model, args.fp8, emulate=emulate, pad_inner_dim=args.unpad)
+
+
+def variant(args) -> str:
+    """e.g. "compiled, fp8 tensorwise, unpadded"."""
+    parts = ["compiled" if args.compile else "eager"]
+    if args.fp8:
+        parts.append(f"fp8 {args.fp8}")
+    if args.unpad:
+        parts.append("unpadded")
+    return ", ".join(parts)
 
 
 def matmul_dtype(args, device: torch.device) -> torch.dtype:
@@ -255,7 +320,7 @@ def device_name(device: torch.device) -> str:
     return torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
 
 
-def report(args, cfg, device, ceiling, results) -> None:
+def report(args, cfg, device, ceiling, fp8_ceiling, results) -> None:
     print(
         f"device: {device_name(device)}, torch {torch.__version__}, autocast {args.dtype}, "
         f"compile: {args.compile_mode or 'default' if args.compile else 'no'}"
@@ -263,18 +328,21 @@ def report(args, cfg, device, ceiling, results) -> None:
     print(
         f"matmul ceiling ({args.matmul_size}x{args.matmul_size}, {matmul_dtype(args, device)}): {ceiling:,.4g} TFLOP/s"
     )
+    fp8_text = "none (no FP8 tensor cores)" if fp8_ceiling is None else f"{fp8_ceiling:,.4g} TFLOP/s"
+    print(f"FP8 matmul ceiling ({args.matmul_size}x{args.matmul_size}, e4m3, per-tensor scales): {fp8_text}")
     print(
         f"model: ShareBERT {args.preset} (V={cfg.vocab_size} F={cfg.factor_size} H={cfg.hidden_size} "
         f"I={cfg.intermediate_size} L={cfg.num_hidden_layers} A={cfg.num_attention_heads}), seq {args.seq_len}, "
         f"{args.masked} mask slots, {args.pad_fraction:.0%} short samples, {args.steps} timed steps"
     )
     for name, r in results.items():
-        label = f"sharebert ({'compiled' if args.compile else 'eager'})" if name == "sharebert" else "plain (eager)"
+        label = f"sharebert ({variant(args)})" if name == "sharebert" else "plain (eager)"
         memory = f", peak {r['peak_memory_gib']:.1f} GiB" if "peak_memory_gib" in r else ""
+        of_fp8 = "" if fp8_ceiling is None else f", {r['tflops'] / fp8_ceiling:.2f} of the FP8 rate"
         print(
-            f"{label:<22} micro-batch {r['batch']:>4}: {r['samples_per_second']:>9,.1f} samples/s, "
-            f"step {r['step_seconds'] * 1e3:,.1f} ms, {r['tflops']:,.4g} TFLOP/s "
-            f"= {r['tflops'] / ceiling:.2f} of the matmul rate{memory}"
+            f"{label:<22} micro-batch {r['batch']:>4} ({r['padding']:.1%} padding): "
+            f"{r['samples_per_second']:>9,.1f} samples/s, step {r['step_seconds'] * 1e3:,.1f} ms, "
+            f"{r['tflops']:,.4g} TFLOP/s = {r['tflops'] / ceiling:.2f} of the matmul rate{of_fp8}{memory}"
         )
     if "plain" in results:
         ratio = results["sharebert"]["samples_per_second"] / results["plain"]["samples_per_second"]

@@ -11,7 +11,11 @@ Written for speed on a GPU:
     (no mask at all when attention_mask is None, which lets the flash kernel run).
   * the masked-LM head sees only the masked positions, gathered with static shapes ([B, M] positions), and
     the final LayerNorm, being per token, is applied to those positions only.
-  * no `.item()` and no branching on tensor values in forward: the models compile with fullgraph=True.
+  * no `.item()` and no branching on tensor values in forward: the models compile with fullgraph=True
+    (the unpadded path below breaks the graph where it finds the real tokens).
+  * optionally (`set_unpad`), the dense work skips padding: the layers' matmuls, norms and activations run on
+    the real tokens only, packed as [N, H]; attention scatters them back per sequence (docs/model.md).
+  * the shared matmuls go through `SharedMatmul` modules, which a caller may swap (FP8 training does).
 Parameter names equal the reference implementation's state-dict keys, so `state_dict()` is directly
 loadable there and reference checkpoints load here (see `load_model_folder`).
 """
@@ -45,10 +49,12 @@ __all__ = [
     "CarvedWeights",
     "ClassifierOutput",
     "MaskedLMOutput",
+    "PackedTokens",
     "ShareBertConfig",
     "ShareBertForMaskedLM",
     "ShareBertForSequenceClassification",
     "ShareBertModel",
+    "SharedMatmul",
     "load_model_folder",
     "model_summary",
     "save_model_folder",
@@ -87,6 +93,15 @@ class CarvedWeights(NamedTuple):
     ff1: Tensor  # H x I
     ff2: Tensor  # I x H
     pool: Tensor  # H x H
+
+
+class PackedTokens(NamedTuple):
+    """Where the real tokens of a padded [B, S] batch sit, for layers that run on them packed as [N, H]."""
+
+    index: Tensor  # [N]: the flat positions b * S + s of the real tokens
+    batch: int
+    seq_len: int
+    mask: Tensor  # [B, 1, 1, S]: the additive key padding mask, as in the padded path
 
 
 # ---------------------------------------------------------------------------------------- small parts
@@ -146,6 +161,20 @@ def _addmm(bias: Tensor, x: Tensor, weight: Tensor) -> Tensor:
     """x[..., K] @ weight[K, N] + bias as one 2-D GEMM with the bias in its epilogue."""
     out = torch.addmm(bias, x.reshape(-1, x.shape[-1]), weight)
     return out.view(*x.shape[:-1], weight.shape[1])
+
+
+class SharedMatmul(nn.Module):
+    """x @ W + b for a carved matrix W: a parameter-free module, so that a caller can swap how the layers'
+    matmuls run (e.g. in FP8) without touching the weights, their carving or the state dict."""
+
+    def forward(self, bias: Tensor, x: Tensor, weight: Tensor) -> Tensor:
+        return _addmm(bias, x, weight)
+
+
+def _pad(x: Tensor, packed: PackedTokens) -> Tensor:
+    """Packed [N, C] rows -> [B, S, C] with zeros at the padding."""
+    out = x.new_zeros(packed.batch * packed.seq_len, x.shape[-1]).index_copy(0, packed.index, x)
+    return out.view(packed.batch, packed.seq_len, x.shape[-1])
 
 
 # ---------------------------------------------------------------------------------------- encoder
@@ -217,28 +246,35 @@ class ShareBertLayer(nn.Module):
         self.hidden_dropout = config.hidden_dropout_prob
         self.attention_dropout = config.attention_probs_dropout_prob
         self.act = _activation(config.hidden_act)
+        self.matmul = SharedMatmul()
 
-    def forward(self, x: Tensor, w: CarvedWeights, mask: Tensor | None) -> Tensor:
+    def forward(self, x: Tensor, w: CarvedWeights, mask: Tensor | PackedTokens | None) -> Tensor:
         if self.pre_ln:
             x = x + self._attention(self.PreAttentionLayerNorm(x), w, mask)
             return x + self._feed_forward(self.PostAttentionLayerNorm(x), w)
         x = self.PreAttentionLayerNorm(x + self._attention(x, w, mask))
         return self.PostAttentionLayerNorm(x + self._feed_forward(x, w))
 
-    def _attention(self, x: Tensor, w: CarvedWeights, mask: Tensor | None) -> Tensor:
-        b, s, h = x.shape
+    def _attention(self, x: Tensor, w: CarvedWeights, mask: Tensor | PackedTokens | None) -> Tensor:
+        h = x.shape[-1]
         biases = self.block.self
-        qkv = _addmm(torch.cat([biases.query_bias, biases.key_bias, biases.value_bias]), x, w.qkv)
+        qkv = self.matmul(torch.cat([biases.query_bias, biases.key_bias, biases.value_bias]), x, w.qkv)
+        packed = mask if isinstance(mask, PackedTokens) else None
+        if packed is not None:  # packed rows: attention runs per sequence, on the padded layout
+            qkv, mask = _pad(qkv, packed), packed.mask
+        b, s = qkv.shape[:2]
         q, k, v = qkv.view(b, s, 3, self.num_heads, h // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
         ctx = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.attention_dropout if self.training else 0.0, scale=self.scale
         )
         ctx = ctx.transpose(1, 2).reshape(b, s, h)
-        return F.dropout(_addmm(self.block.output.bias, ctx, w.o), self.hidden_dropout, self.training)
+        if packed is not None:
+            ctx = ctx.reshape(b * s, h).index_select(0, packed.index)
+        return F.dropout(self.matmul(self.block.output.bias, ctx, w.o), self.hidden_dropout, self.training)
 
     def _feed_forward(self, x: Tensor, w: CarvedWeights) -> Tensor:
-        inner = self.act(_addmm(self.intermediate.bias, x, w.ff1))
-        return F.dropout(_addmm(self.output.bias, inner, w.ff2), self.hidden_dropout, self.training)
+        inner = self.act(self.matmul(self.intermediate.bias, x, w.ff1))
+        return F.dropout(self.matmul(self.output.bias, inner, w.ff2), self.hidden_dropout, self.training)
 
 
 class ShareBertEncoder(nn.Module):
@@ -249,8 +285,9 @@ class ShareBertEncoder(nn.Module):
         self.pre_ln = config.encoder_ln_mode == "pre-ln"
         self.gradient_checkpointing = config.gradient_checkpointing
 
-    def forward(self, x: Tensor, w: CarvedWeights, mask: Tensor | None) -> Tensor:
-        """The hidden states before the final LayerNorm (see `final_norm`)."""
+    def forward(self, x: Tensor, w: CarvedWeights, mask: Tensor | PackedTokens | None) -> Tensor:
+        """The hidden states before the final LayerNorm (see `final_norm`): [B, S, H], or [N, H] when `mask`
+        is a PackedTokens."""
         for layer in self.layer:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
                 x = checkpoint(layer, x, w, mask, use_reentrant=False)
@@ -316,6 +353,14 @@ class _ShareBertBase(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
+    def set_unpad(self, enabled: bool = True) -> None:
+        """Run the layers on the real tokens only when an attention_mask is given (docs/model.md): the same
+        outputs at real positions (to rounding; dropout draws differ); the encoder's hidden states at padded
+        positions are zeros (before the final LayerNorm)."""
+        for module in self.modules():
+            if isinstance(module, ShareBertModel):
+                module.unpad = enabled
+
 
 def _initial_value(
     module: nn.Module, name: str, p: Tensor, gen: torch.Generator, std: float, config: ShareBertConfig
@@ -336,6 +381,8 @@ def _initial_value(
 # ---------------------------------------------------------------------------------------- models
 class ShareBertModel(_ShareBertBase):
     """The encoder with its pooler: forward returns `last_hidden_state` [B,S,H] and `pooler_output` [B,H]."""
+
+    unpad = False  # see set_unpad
 
     def _build(self, config: ShareBertConfig) -> None:
         self.embeddings = ShareBertEmbeddings(config)
@@ -361,7 +408,16 @@ class ShareBertModel(_ShareBertBase):
             # [B, 1, 1, S]: 0 for real keys, -10000 for padding; in the dtype attention computes in.
             mask = ((1.0 - attention_mask.to(w.qkv.dtype)) * PADDING_SCORE)[:, None, None, :]
         x = self.embeddings(input_ids, token_type_ids)
+        if self.unpad and attention_mask is not None:
+            return self._encode_packed(x, w, attention_mask, mask), w
         return self.encoder(x, w, mask), w
+
+    def _encode_packed(self, x: Tensor, w: CarvedWeights, attention_mask: Tensor, mask: Tensor) -> Tensor:
+        """The encoder on the real tokens only (a data-dependent N), scattered back to [B, S, H]."""
+        b, s, h = x.shape
+        index = attention_mask.reshape(-1).nonzero().squeeze(1)
+        packed = PackedTokens(index, b, s, mask)
+        return _pad(self.encoder(x.reshape(b * s, h).index_select(0, index), w, packed), packed)
 
     def pool(self, hidden: Tensor, w: CarvedWeights) -> Tensor:
         return self.pooler(self.encoder.final_norm(hidden[:, 0]), w)

@@ -20,6 +20,7 @@ from ...command import run
 from ...flags import add_flag, command_flags, common_options, switch
 from ..model.config import PRESETS, ShareBertConfig, parse_overrides
 from .config import (
+    FP8_RECIPES,
     MODEL_TYPES,
     PRECISIONS,
     ZERO_STAGES,
@@ -115,6 +116,12 @@ def add_pretrain_parser(sub, common) -> None:
     add("zero_stage", type=int, choices=ZERO_STAGES, help="DeepSpeed ZeRO stage")
     add("deepspeed_config", metavar="FILE", help="JSON whose keys override the generated DeepSpeed config")
     add("compile", **switch("torch.compile the model (faster steps after a compile of a minute or two)"))
+    add(
+        "fp8",
+        **switch("the shared layers' matmuls in FP8 with torchao (GPU of compute capability 8.9+, bf16 autocast)"),
+    )
+    add("fp8_recipe", choices=FP8_RECIPES, help="FP8 scaling: one scale per tensor or per row")
+    add("unpad", **switch("run the layers on the real tokens only, skipping the padding"))
     add_flag(g, "deepspeed", **switch("accepted for the reference's command; DeepSpeed is always used"))
     add_flag(
         g,

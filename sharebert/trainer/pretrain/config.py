@@ -17,6 +17,7 @@ from .schedule import PretrainSchedule
 MODEL_TYPES = ("bert-mlm", "bert-mlm-nsp")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 ZERO_STAGES = (0, 1, 2)
+FP8_RECIPES = ("tensorwise", "rowwise")  # torchao's float8 training recipes (docs/pretrain.md, "FP8 and unpadded")
 # Tokenizer names whose vocab.txt is bert-base-uncased's (sha256 of the file Hugging Face publishes).
 UNCASED_BERT_VOCAB_SHA256 = "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"
 KNOWN_TOKENIZERS = {"bert-base-uncased": UNCASED_BERT_VOCAB_SHA256, "bert-large-uncased": UNCASED_BERT_VOCAB_SHA256}
@@ -46,6 +47,9 @@ class EngineConfig:
     zero_stage: int = 0
     deepspeed_config: Path | None = None  # JSON whose keys override the generated DeepSpeed config
     compile: bool = False  # torch.compile the model (through DeepSpeed's engine.compile)
+    fp8: bool = False  # the shared layers' matmuls in FP8 (torchao; a GPU of compute capability 8.9+)
+    fp8_recipe: str = "tensorwise"  # how FP8 scales: one scale per tensor, or per row
+    unpad: bool = False  # the layers run on the real tokens only, not on padding
 
     def __post_init__(self) -> None:
         for name in ("train_batch_size", "micro_batch_size"):
@@ -66,6 +70,12 @@ class EngineConfig:
             raise ConfigError(f"gradient_clipping={self.gradient_clipping} must be >= 0 (0 = off)")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision={self.precision!r} must be one of {', '.join(PRECISIONS)}")
+        if self.fp8_recipe not in FP8_RECIPES:
+            raise ConfigError(f"fp8_recipe={self.fp8_recipe!r} must be one of {', '.join(FP8_RECIPES)}")
+        if self.fp8 and self.precision in ("fp32", "fp16"):
+            raise ConfigError(
+                f"--fp8 runs beside bf16 autocast, not --{self.precision}: use --bf16 (the default on GPUs)"
+            )
         if self.zero_stage not in ZERO_STAGES:
             raise ConfigError(f"zero_stage={self.zero_stage} must be one of 0, 1, 2")
         if self.deepspeed_config is not None:

@@ -31,7 +31,7 @@ from ..metrics import METRICS_FILE, PretrainMetricsLog, keep_records_up_to, star
 from ..model.io import MODEL_DIR
 from ..runtime import StopSignals, TrainingClock, capture_rng, restore_rng, seed_everything
 from .checkpoint import CHECKPOINTS_DIR, Checkpoints, latest_tag, tag_for
-from .config import PretrainConfig, shard_epoch_steps
+from .config import EngineConfig, PretrainConfig, shard_epoch_steps
 from .data import (
     IGNORE_INDEX,
     DataPosition,
@@ -137,14 +137,30 @@ def pretrain(config: PretrainConfig) -> PretrainResult:
         logging.getLogger("sharebert").setLevel(max(logging.WARNING, logging.getLogger("sharebert").level))
     model_config, samples = load_model_config_and_samples(config)
     deepspeed_config(config.engine, env.world_size, resolve_precision(config.engine.precision))  # fail fast
+    if config.engine.fp8:
+        from .fp8 import check_fp8_supported
+
+        check_fp8_supported()
     resume = find_resume_point(config)
     if config.output_dir.exists() and not config.output_dir.is_dir():
         raise file_error(config.output_dir, "exists and is not a folder (--output_dir)")
     config.output_dir.mkdir(parents=True, exist_ok=True)
     seed_everything(config.seed, env.rank)
     model = ShareBertForMaskedLM(model_config, seed=config.seed)
+    apply_speedups(model, config.engine)
     engine = TrainingEngine(model, config.engine, env)
     return Trainer(config, env, samples, model_config, engine).run(resume)
+
+
+def apply_speedups(model: torch.nn.Module, engine_config: EngineConfig) -> None:
+    """--unpad and --fp8 (docs/pretrain.md, "FP8 and unpadded"): neither changes a parameter or the state dict."""
+    if engine_config.unpad:
+        model.set_unpad(True)
+    if engine_config.fp8:
+        from .fp8 import convert_to_float8
+
+        converted = convert_to_float8(model, engine_config.fp8_recipe, pad_inner_dim=engine_config.unpad)
+        log.info("fp8 (%s scaling): %d shared matmuls converted", engine_config.fp8_recipe, len(converted))
 
 
 # ------------------------------------------------------------------------------------ the loop
