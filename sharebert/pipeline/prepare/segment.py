@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import blingfire
 
 from .records import LINES, PLAIN, WIKITEXT, Document, RawDocument
-from .wikimarkup import wikitext_to_paragraphs
+from .wikimarkup import prose_sentences, wikitext_to_paragraphs
 
 log = logging.getLogger(__name__)
 
@@ -132,4 +132,7 @@ def _end_without_trailing_whitespace(text: str, end: int) -> int:
 
 def segment(doc: RawDocument) -> Document:
     """Clean (if it is markup) and split one raw document."""
-    return Document(doc.id, doc.source, split_sentences(document_paragraphs(doc)))
+    sentences = split_sentences(document_paragraphs(doc))
+    if doc.markup == WIKITEXT:
+        sentences = prose_sentences(sentences)
+    return Document(doc.id, doc.source, sentences)
