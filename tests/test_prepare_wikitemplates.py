@@ -148,10 +148,10 @@ def test_formulas_drop_the_sentence_that_holds_them():
 def test_sentences_of_punctuation_only_or_lone_separators_at_the_start_are_repaired():
     markup = (
         "First sentence.\n{{convert-like unknown}},\n. .\n{{as of unknown|2011}}, 50.7% of Alaska's population was young.\n"
-        "{{unknown}}. Guru Tegh Bahadur sacrificed his head.\n... and so on.\n.NET is a framework."
+        "{{unknown}}. Guru Tegh Bahadur sacrificed his head.\n... and so on.\n. . . and more.\n.NET is a framework."
     )
     assert sentences(markup) == ["First sentence.", "50.7% of Alaska's population was young.",
-                                 "Guru Tegh Bahadur sacrificed his head.", "... and so on.", ".NET is a framework."]  # fmt: skip
+                                 "Guru Tegh Bahadur sacrificed his head.", "... and so on.", "... and more.", ".NET is a framework."]  # fmt: skip
     assert prose_sentences([",", "+ +", "—", ", the three", "\ue000 x", "ok"]) == ["The three", "ok"]
 
 

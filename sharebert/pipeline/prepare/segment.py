@@ -2,7 +2,8 @@
 
 Sentences never cross a paragraph. A "sentence" longer than MAX_SENTENCE_CHARS (a list or table
 flattened without punctuation) is cut at spaces, so that no single sentence is too large to place
-in a balanced shard and `mask` does not truncate most of it away.
+in a balanced shard and `mask` does not truncate most of it away. Of a wiki page, only the sentences that
+wikimarkup.prose_sentences keeps remain (none with a formula, none of punctuation only).
 """
 
 from __future__ import annotations

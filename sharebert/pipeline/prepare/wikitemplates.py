@@ -25,6 +25,9 @@ OTHER_TEMPLATES = "other"  # the kind counted for the templates that are removed
 _ARGUMENT_BOUNDARY = re.compile(r"\[\[|\]\]|\|")
 _ARGUMENT_NAME = re.compile(r"[\w -]+")
 _NUMBER = re.compile(r"[-+\u2212]?[\d.,]+(?:[+/][\d.,/]+)?")
+# The kind of each template name as written, looked up once per worker (a dump uses a few thousand names).
+_KINDS: dict[str, tuple[str, Renderer | None]] = {}
+_KINDS_KEPT = 100_000
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
            "November", "December")  # fmt: skip
 
@@ -41,7 +44,7 @@ def render_template(match: re.Match, counts: Counter | None = None) -> str:
 
 
 def _remember_kind(written_name: str) -> tuple[str, Renderer | None]:
-    """The kind of a name as written (most templates of a dump use a few hundred names; at most _KINDS_KEPT)."""
+    """The kind of a name as written, remembered (at most _KINDS_KEPT names)."""
     kind = template_kind(template_name(written_name))
     if len(_KINDS) < _KINDS_KEPT:
         _KINDS[written_name] = kind
@@ -52,10 +55,6 @@ def template_name(written_name: str) -> str:
     """'Lang-de ' -> 'lang-de', 'As_of' -> 'as of', 'Template:Nowrap' -> 'nowrap' (case and spacing folded)."""
     name = " ".join(written_name.replace("_", " ").split()).lower()
     return name[9:] if name.startswith("template:") else name
-
-
-_KINDS: dict[str, tuple[str, Renderer | None]] = {}
-_KINDS_KEPT = 100_000
 
 
 def template_kind(name: str) -> tuple[str, Renderer | None]:
