@@ -159,7 +159,7 @@ def sentence(rng: random.Random, title: str, titles: list[str]) -> str:
     ]
     text = rng.choice(patterns)
     if year % 3 == 0:  # from the draws already made, so that the rest of the dump does not depend on it
-        text = templated_sentence(year, place, person, subject, adjective, verb)
+        text += " " + templated_sentence(year, place, person, subject, adjective, verb)
     if rng.random() < 0.3:
         text += reference(rng, place, year)
     return text
