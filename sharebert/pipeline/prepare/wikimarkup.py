@@ -267,10 +267,13 @@ def prose_sentences(sentences: list[str]) -> list[str]:
     starting with a separator or a period that removal left alone (they go, and a capital starts it)."""
     kept = []
     for sentence in sentences:
-        if FORMULA_MARK in sentence or not _WORD_CHARACTER.search(sentence):
+        if FORMULA_MARK in sentence:
             continue
-        if sentence[0] in ",;:.":
-            start = _LONE_PUNCTUATION_AT_START.match(sentence).end()
-            sentence = sentence[start].upper() + sentence[start + 1 :] if start else sentence
+        if not sentence[0].isalnum():  # most sentences start with a word, and need no more look
+            if not _WORD_CHARACTER.search(sentence):
+                continue
+            if sentence[0] in ",;:.":
+                start = _LONE_PUNCTUATION_AT_START.match(sentence).end()
+                sentence = sentence[start].upper() + sentence[start + 1 :] if start else sentence
         kept.append(sentence)
     return kept
