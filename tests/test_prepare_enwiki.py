@@ -3,7 +3,11 @@ WordPiece vocab trained on it."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -113,3 +117,16 @@ def test_templates_render_and_removal_leaves_no_residue(prepared, wiki_dump):
     assert sum(page.text.count("<math>") for page in wiki_dump.articles) > 0
     for dropped in ("Its area", "\\pi", "IPAc", "PLAYSS", "Annals of", "Works cited about"):
         assert not any(dropped in s for s in sentences), dropped
+
+
+def test_bench_textquality_reports_the_generated_dump(wiki_dump, tmp_path):
+    report = tmp_path / "quality.json"
+    script = Path(__file__).resolve().parents[1] / "bench" / "textquality.py"
+    done = subprocess.run([sys.executable, str(script), "--dump", str(wiki_dump.path), "--examples", "2",
+                           "--json", str(report)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "markup leaks: 0.00 per MB (target 0: ok)" in done.stdout and "residue: 0.00 per MB" in done.stdout
+    summary = json.loads(report.read_text())
+    assert summary["sentences"] > 0 and summary["markup_leaks"]["per_mb"] == summary["residue"]["per_mb"] == 0
+    written = sum(page.text.count("{{convert|") for page in wiki_dump.articles)
+    assert summary["templates"]["convert"] == written > 0 and summary["templates"]["other"] > 0
