@@ -123,7 +123,7 @@ _RANGE_WORDS = {"-": "\u2013", "\u2013": "\u2013", "to": " to ", "to(-)": " to "
 # Unit codes of {{convert}} that are not written as they are coded.
 _UNIT_NAMES = {"km2": "km\u00b2", "m2": "m\u00b2", "cm2": "cm\u00b2", "km3": "km\u00b3", "m3": "m\u00b3",
                "sqmi": "sq mi", "sqft": "sq ft", "sqyd": "sq yd", "cuft": "cu ft", "acre": "acres",
-               "C": "\u00b0C", "F": "\u00b0F", "kmh": "km/h", "kph": "km/h", "ftin": "ft"}  # fmt: skip
+               "C": "\u00b0C", "F": "\u00b0F", "kph": "km/h"}  # fmt: skip
 _MAGNITUDES = {"e3": "thousand", "e6": "million", "e9": "billion"}
 
 
