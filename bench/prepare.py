@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import shutil
 import sys
 import tempfile
@@ -48,20 +47,10 @@ from common import MB, benchmark_parser, median_run, require_inputs
 from process_tree import run_sampled
 from replica import DumpPages, write_replica
 
+from sharebert.pipeline.prepare.quality import count_markup_leaks
+
 TARGET_MB_PER_WORKER = 4.0
 TARGET_SPEEDUP_2 = 1.8
-# What cleaned prose should never hold (docs/prepare.md, Wikipedia): name -> pattern.
-MARKUP_LEAKS = {
-    "[[": re.compile(r"\[\["),
-    "]]": re.compile(r"\]\]"),
-    "{{": re.compile(r"\{\{"),
-    "}}": re.compile(r"\}\}"),
-    "|-runs": re.compile(r"\|+"),
-    "thumb": re.compile(r"\|\s*thumb|\bthumb(?:nail)?\s*\|", re.I),
-    "file:/image:": re.compile(r"\b(?:file|image)\s*:[^\n|]*?\.(?:jpe?g|png|gif|svg|tiff?|ogg|pdf)\b", re.I),
-    "entities": re.compile(r"&(?:[a-z][a-z0-9]*|#[0-9]+|#x[0-9a-f]+);", re.I),
-    "tags": re.compile(r"</?[a-z][a-z0-9]*(?:\s[^<>]*)?/?>", re.I),
-}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -122,16 +111,6 @@ def timed_run(config: dict, sample: bool = False) -> dict:
     if peak_rss is not None:
         report.update(peak_rss_mb=peak_rss / MB, cpu_seconds_tree=tree_cpu)
     return report
-
-
-def count_markup_leaks(texts) -> dict:
-    """How often each MARKUP_LEAKS pattern occurs in the texts, and the MB of text (UTF-8) they make."""
-    counts, size = dict.fromkeys(MARKUP_LEAKS, 0), 0
-    for text in texts:
-        size += len(text.encode("utf-8"))
-        for name, pattern in MARKUP_LEAKS.items():
-            counts[name] += len(pattern.findall(text))
-    return {"text_mb": size / MB, "counts": counts, "per_mb": sum(counts.values()) / max(size / MB, 1e-9)}
 
 
 def markup_leaks(dump: Path, vocab: Path, output: Path, workers: int) -> dict:

@@ -3,11 +3,18 @@ WordPiece vocab trained on it."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
 from wikidump import dump_xml, write_dump_xml
 
 from sharebert.pipeline import formats
+from sharebert.pipeline.prepare.quality import count_markup_leaks, count_residue
 from sharebert.pipeline.prepare.stage import InputSpec, PrepareConfig, prepare
 from sharebert.tokenization import bert_tokenizer, read_vocab
 
@@ -79,3 +86,47 @@ def test_the_multistream_layout_gives_the_same_shards(prepared, wiki_dump, wiki_
     assert again["inputs"][0]["stats"] == info["inputs"][0]["stats"]
     for shard in info["shards"]:
         assert (tmp_path / "prepared" / shard["file"]).read_bytes() == (out / shard["file"]).read_bytes()
+
+
+# A template of each kind as the generated dump writes it (wikidump.TEMPLATED_SENTENCES) -> what its sentence
+# holds once cleaned: the dump holds as many of each as the text holds of the other.
+RENDERED = {
+    "{{convert|": re.compile(r"lies \d+ km from \w+\."),
+    "{{As of|": re.compile(r"As of \d+, the \w+ had"),
+    "{{lang|de|": re.compile(r"is called \w+er \w+ in German\."),
+    "{{lang-fr|": re.compile(r"\w+ \(\w+-sur-Mer\) has \w+ streets\."),
+    "{{transl|ru|": re.compile(r"Russian name is \w+sky\."),
+    "{{Nihongo|": re.compile(r"Hall \(会館, kaikan\) in \d+\."),
+    "{{quote|": re.compile(r"The \w+ of \w+ is \w+\."),
+    "{{chem|H|2|SO|4}}": re.compile(r"made H2SO4 for \d+ years\."),
+    "{{frac|3|4}}": re.compile(r"About 3/4 of the \w+ is \w+ stone\."),
+    "{{abbr|St.|Saint}}": re.compile(r"The St\. \w+ \w+ was"),
+    "{{IPAc-en|ˈ|s|ʌ|b}}": re.compile(r"The \w+ was \w+ in \d+\."),
+    "{{Update after|": re.compile(r"The \w+ was \w+ again\."),
+}
+
+
+def test_templates_render_and_removal_leaves_no_residue(prepared, wiki_dump):
+    _, _, rows = prepared
+    sentences = [s for row in rows for s in row["text"]]
+    assert set(count_markup_leaks(sentences)["counts"].values()) == {0}
+    assert set(count_residue(sentences)["counts"].values()) == {0}
+    for markup, rendered in RENDERED.items():
+        written = sum(page.text.count(markup) for page in wiki_dump.articles)
+        assert written > 0 and sum(len(rendered.findall(s)) for s in sentences) == written, markup
+    assert sum(page.text.count("<math>") for page in wiki_dump.articles) > 0
+    for dropped in ("Its area", "\\pi", "IPAc", "PLAYSS", "Annals of", "Works cited about"):
+        assert not any(dropped in s for s in sentences), dropped
+
+
+def test_bench_textquality_reports_the_generated_dump(wiki_dump, tmp_path):
+    report = tmp_path / "quality.json"
+    script = Path(__file__).resolve().parents[1] / "bench" / "textquality.py"
+    done = subprocess.run([sys.executable, str(script), "--dump", str(wiki_dump.path), "--examples", "2",
+                           "--json", str(report)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "markup leaks: 0.00 per MB (target 0: ok)" in done.stdout and "residue: 0.00 per MB" in done.stdout
+    summary = json.loads(report.read_text())
+    assert summary["sentences"] > 0 and summary["markup_leaks"]["per_mb"] == summary["residue"]["per_mb"] == 0
+    written = sum(page.text.count("{{convert|") for page in wiki_dump.articles)
+    assert summary["templates"]["convert"] == written > 0 and summary["templates"]["other"] > 0

@@ -5,7 +5,9 @@ The <siteinfo> header declares the namespaces of English Wikipedia; the pages ar
 category, file), each with the revision metadata of a real dump. Articles carry the markup the cleaner
 must remove (infoboxes and nested templates, references with citations, tables, images whose captions
 hold links, single brackets, references and line breaks, categories, interlanguage links, comments, HTML
-entities and tags, headings, lists, trailing "See also" / "References" / "External links" sections) around
+entities and tags, headings, lists, formulas, pronunciations, trailing "See also" / "References" / "External
+links" / "Reference literature" / "Works cited" sections) and the inline templates it must render as text
+(measurements, dates, language text, quotations, formulas, fractions: TEMPLATED_SENTENCES) around
 generated English prose: a few sentence patterns filled from word lists, with word frequencies falling off
 like a natural language's. No text comes from Wikipedia. Everything is decided by a seeded random
 generator, so a given (articles, seed) always writes the same bytes, and `GeneratedDump` says what each
@@ -156,9 +158,48 @@ def sentence(rng: random.Random, title: str, titles: list[str]) -> str:
         f"Its {subject} is one of the oldest in {place}, St.&nbsp;Mary's being older still.",
     ]
     text = rng.choice(patterns)
+    if year % 3 == 0:  # from the draws already made, so that the rest of the dump does not depend on it
+        text += " " + templated_sentence(year, place, person, subject, adjective, verb)
     if rng.random() < 0.3:
         text += reference(rng, place, year)
     return text
+
+
+# The kinds of inline templates in the generated prose: kind -> (a sentence with the template, its text once
+# rendered, None where the sentence is dropped); {0}..{5} are the sentence's year, place, person, subject,
+# adjective and verb.
+TEMPLATED_SENTENCES = {
+    "convert": ("The {3} lies {{{{convert|{0}|km|mi}}}} from [[{1}]].", "The {3} lies {0} km from {1}."),
+    "as of": ("{{{{As of|{0}}}}}, the {3} had {0} members.", "As of {0}, the {3} had {0} members."),
+    "lang": ("It is called {{{{lang|de|{1}er {3}}}}} in German.", "It is called {1}er {3} in German."),
+    "lang-* and pronunciation": ("'''{1}''' ({{{{IPAc-en|ˈ|p|l|eɪ|s}}}}, {{{{respell|PLAYSS}}}}; "
+                                 "{{{{lang-fr|{1}-sur-Mer}}}}) has {4} streets.", "{1} ({1}-sur-Mer) has {4} streets."),
+    "transl": ("Its Russian name is ''{{{{transl|ru|{1}sky}}}}''.", "Its Russian name is {1}sky."),
+    "nihongo": ("The {3} was renamed {{{{Nihongo|{1} Hall|会館|kaikan}}}} in {0}.",
+                "The {3} was renamed {1} Hall (会館, kaikan) in {0}."),
+    "quote": ("{2} said:{{{{quote|text=The {3} of {1} is {4}.<ref>{2}, p.&nbsp;{0}</ref>|sign={2}|source={0}}}}}",
+              "The {3} of {1} is {4}."),
+    "chem and nowrap": ("The {3} made {{{{chem|H|2|SO|4}}}} for {{{{nowrap|{0} years}}}}.",
+                        "The {3} made H2SO4 for {0} years."),
+    "frac and small": ("About {{{{frac|3|4}}}} of the {3} is {{{{small|{4}}}}} stone.", "About 3/4 of the {3} is {4} stone."),
+    "abbr": ("The {{{{abbr|St.|Saint}}}} {1} {3} was {5} in {0}.", "The St. {1} {3} was {5} in {0}."),
+    "math": ("Its area <math>A = \\pi r^2</math> was {5} in {0}.", None),
+    "removed, empty brackets": ("The {3} ({{{{IPAc-en|ˈ|s|ʌ|b}}}}) was {5} in {0}.{{{{citation needed|date=May {0}}}}}",
+                                "The {3} was {5} in {0}."),
+    "removed, lone comma": ("{{{{Update after|{0}}}}}, the {3} was {5} again.", "The {3} was {5} again."),
+}  # fmt: skip
+
+
+def templated_sentence(year: int, place: str, person: str, subject: str, adjective: str, verb: str) -> str:
+    """A sentence with an inline template, of the kind the year picks."""
+    markup, _ = list(TEMPLATED_SENTENCES.values())[year // 3 % len(TEMPLATED_SENTENCES)]
+    return markup.format(year, place, person, subject, adjective, verb)
+
+
+def templated_sentence_text(year: int, place: str, person: str, subject: str, adjective: str, verb: str) -> str | None:
+    """What the cleaner makes of templated_sentence(...) (None: the sentence is dropped)."""
+    _, text = list(TEMPLATED_SENTENCES.values())[year // 3 % len(TEMPLATED_SENTENCES)]
+    return None if text is None else text.format(year, place, person, subject, adjective, verb)
 
 
 def reference(rng: random.Random, place: str, year: int) -> str:
@@ -198,6 +239,8 @@ def article_text(rng: random.Random, title: str, titles: list[str], number: int)
     parts += [
         "== See also ==\n" + "\n".join(f"* [[{rng.choice(titles)}]]" for _ in range(2)),
         "== References ==\n{{Reflist}}",
+        f"== Reference literature ==\n* {{{{cite book|title=The annals of {title}}}}}\n* Annals of {title}, {number}.",
+        f"== Works cited ==\n* Works cited about {title}, {number}.",
         f"== External links ==\n* [https://example.org/{number} Official website]\n* {{{{Commons category|{title}}}}}",
         f"{{{{{place}-geo-stub}}}}\n[[Category:{category} in {place}]]\n[[Category:{category}]]",
         "\n".join(f"[[{lang}:{title}]]" for lang in rng.sample(LANGUAGES, 2)),

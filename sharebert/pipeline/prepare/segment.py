@@ -2,7 +2,8 @@
 
 Sentences never cross a paragraph. A "sentence" longer than MAX_SENTENCE_CHARS (a list or table
 flattened without punctuation) is cut at spaces, so that no single sentence is too large to place
-in a balanced shard and `mask` does not truncate most of it away.
+in a balanced shard and `mask` does not truncate most of it away. Of a wiki page, only the sentences that
+wikimarkup.prose_sentences keeps remain (none with a formula, none of punctuation only).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 import blingfire
 
 from .records import LINES, PLAIN, WIKITEXT, Document, RawDocument
-from .wikimarkup import wikitext_to_paragraphs
+from .wikimarkup import prose_sentences, wikitext_to_paragraphs
 
 log = logging.getLogger(__name__)
 
@@ -132,4 +133,7 @@ def _end_without_trailing_whitespace(text: str, end: int) -> int:
 
 def segment(doc: RawDocument) -> Document:
     """Clean (if it is markup) and split one raw document."""
-    return Document(doc.id, doc.source, split_sentences(document_paragraphs(doc)))
+    sentences = split_sentences(document_paragraphs(doc))
+    if doc.markup == WIKITEXT:
+        sentences = prose_sentences(sentences)
+    return Document(doc.id, doc.source, sentences)
