@@ -323,6 +323,56 @@ def _add_finetune(sub, common) -> None:
     p.set_defaults(func=run_finetune)
 
 
+# ---------------------------------------------------------------- sharebert export onnx, bench-infer
+def _add_export(sub, common) -> None:
+    p = sub.add_parser("export", help="export a model folder for deployment (see docs/deploy.md)")
+    formats = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    onnx = formats.add_parser(
+        "onnx",
+        parents=[common],
+        help="a masked-LM or classifier folder as an ONNX model for onnxruntime, with its tokenizer files",
+        description="Export to OUT_DIR/model.onnx (dynamic batch and sequence axes), the tokenizer files and "
+        "deploy.json. OUT_DIR must be new or empty. See docs/deploy.md.",
+    )
+    onnx.add_argument("model_dir", metavar="MODEL_DIR", help="a model folder (pretrain or finetune output)")
+    onnx.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="the export folder to create")
+    onnx.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the matrix multiplications")
+    onnx.add_argument("--max-seq-length", type=int, default=128, metavar="S", help="serving truncates to S tokens (default 128)")  # fmt: skip
+
+    def run_export_onnx(args) -> int:
+        from .deploy.export import OnnxExportConfig, export_onnx
+
+        export_onnx(OnnxExportConfig(args.model_dir, args.output, args.quantize, args.max_seq_length))
+        return 0
+
+    onnx.set_defaults(func=run_export_onnx)
+
+
+def _add_bench_infer(sub, common) -> None:
+    p = sub.add_parser(
+        "bench-infer",
+        parents=[common],
+        help="size, load time, peak memory, latency p50/p99 and metrics of an ONNX export on a GLUE dev file",
+        description="Predict a GLUE dev file with an export of `sharebert export onnx`, batch by batch, with "
+        "onnxruntime only (no torch), and print what a deployment needs to know. See docs/deploy.md.",
+    )
+    p.add_argument("folder", metavar="OUT_DIR", help="output folder of `sharebert export onnx` (a classifier)")
+    p.add_argument("--data", required=True, metavar="TSV", help="a labelled GLUE file, e.g. glue_data/SST-2/dev.tsv")
+    p.add_argument("--task", help="GLUE task of --data (default: from its folder name)")
+    p.add_argument("--batch-size", type=int, default=1, help="examples per request (default 1)")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default 0: all cores)")
+    p.add_argument("--max-examples", type=int, metavar="N", help="only the first N examples")
+
+    def run_bench_infer(args) -> int:
+        from .deploy.bench import BenchInferConfig, bench_infer, format_report
+
+        options = given(args, ("task", "batch_size", "threads", "max_examples"))
+        print(format_report(bench_infer(BenchInferConfig(args.folder, args.data, **options))))
+        return 0
+
+    p.set_defaults(func=run_bench_infer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sharebert",
@@ -331,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sharebert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = common_options()
-    for register in (_add_prepare, _add_mask, _add_model, _add_pretrain, _add_finetune):
+    for register in (_add_prepare, _add_mask, _add_model, _add_pretrain, _add_finetune, _add_export, _add_bench_infer):
         register(sub, common)
     return parser
 
