@@ -1,5 +1,5 @@
-"""`sharebert export onnx` and `sharebert bench-infer`: outputs equal PyTorch's, int8 keeps the predictions,
-bad input leaves nothing, and docs/deploy.md's serving example runs without torch."""
+"""`sharebert export onnx`: outputs equal PyTorch's, the carving is folded once, bad input leaves nothing,
+and docs/deploy.md's serving example runs without torch. int8 and bench-infer: test_deploy_int8.py."""
 
 import json
 import os
@@ -12,14 +12,11 @@ import numpy as np
 import pytest
 import torch
 from finetune_fixtures import VOCAB_SIZE, write_vocab
-from test_finetune_demo_task import write_prepared
 
 from sharebert.cli import main
 from sharebert.deploy import export as export_module
-from sharebert.deploy.bench import BenchInferConfig, bench_infer
 from sharebert.deploy.export import OnnxExportConfig, export_onnx
 from sharebert.deploy.files import INPUT_NAMES, load_tokenizer, open_session
-from sharebert.trainer.finetune.demo_task import DemoTaskConfig, build_demo_task
 from sharebert.trainer.model.modeling import (
     ShareBertConfig,
     ShareBertForMaskedLM,
@@ -106,51 +103,6 @@ def test_both_carvings_give_the_same_logits_and_the_factors_are_folded_once(fold
 
 def _classifier(folders):
     return load_model_folder(folders / "clf", "sequence-classification").eval()
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    """The demo acceptability task (docs/finetune.md) and a tiny model fine-tuned on it from scratch."""
-    root = tmp_path_factory.mktemp("demo")
-    prepared = write_prepared(root / "prepared", docs_per_shard=(90, 90, 20))
-    sizes = {"train": 1000, "dev": 300, "test": 10}
-    build_demo_task(DemoTaskConfig(prepared, root / "task", seed=1, dev_fraction=0.3, sizes=sizes))
-    save_model_folder(ShareBertForMaskedLM(TINY, seed=0), root / "pretrained", prepared / "vocab.txt")
-    argv = ["finetune", "--model_name_or_path", str(root / "pretrained"), "--task_name", "cola", "--data_dir",
-            str(root / "task"), "--output_dir", str(root / "run"), "--do_train", "--num_train_epochs", "8",
-            "--learning_rate", "3e-3", "--per_device_train_batch_size", "32", "--warmup_steps", "5",
-            "--eval_strategy", "no", "-q"]  # fmt: skip
-    assert main(argv) == 0
-    return root
-
-
-def test_int8_keeps_the_predictions_of_fp32_on_the_demo_task(demo_run, capsys):
-    model = demo_run / "run" / "cola" / "seed-42" / "model"
-    results = {}
-    for quantize in (None, "int8"):
-        out = demo_run / f"onnx-{quantize or 'fp32'}"
-        export_onnx(OnnxExportConfig(model, out, quantize=quantize))
-        results[quantize] = bench_infer(BenchInferConfig(out, demo_run / "task" / "CoLA" / "dev.tsv", batch_size=16))
-    fp32, int8 = results[None], results["int8"]
-    agreement = float(np.mean(fp32["predictions"] == int8["predictions"]))
-    with capsys.disabled():
-        print(
-            f"\ndemo task dev ({fp32['examples']} examples): fp32 MCC {fp32['metrics']['mcc']:.4f}, "
-            f"int8 MCC {int8['metrics']['mcc']:.4f}, same prediction on {agreement:.2%}; "
-            f"files {fp32['file_mb']:.3f} / {int8['file_mb']:.3f} MB"
-        )
-    assert fp32["examples"] == 300 and fp32["metrics"]["mcc"] > 0.8  # the model did learn the task
-    assert agreement >= 0.97
-    assert abs(fp32["metrics"]["mcc"] - int8["metrics"]["mcc"]) <= 0.02
-    assert int8["file_mb"] < fp32["file_mb"]
-
-
-def test_bench_infer_prints_what_a_deployment_needs(demo_run, capsys):
-    dev = demo_run / "task" / "CoLA" / "dev.tsv"
-    assert main(["bench-infer", str(demo_run / "onnx-int8"), "--data", str(dev), "--threads", "1"]) == 0
-    report = capsys.readouterr().out
-    for label in ("MB (int8)", "300 examples of cola", "load", "p50", "p99", "examples/s", "peak RSS", "mcc"):
-        assert label in report, report
 
 
 def test_serving_example_of_the_docs_runs_without_torch(folders):
@@ -249,7 +201,7 @@ def test_bench_infer_refuses_what_it_cannot_measure(folders, tmp_path, capsys):
         assert len(err.splitlines()) == 1 and message in err, err
 
 
-def test_the_cli_and_data_stages_do_not_import_onnx():
+def test_sharebert_help_imports_neither_onnx_nor_torch():
     code = (
         "import sys\nfrom sharebert.cli import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"

@@ -6,6 +6,7 @@ Torch-free, as a serving process is: onnxruntime, tokenizers and numpy only (doc
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +73,21 @@ def bench_infer(config: BenchInferConfig) -> dict:
         "load_seconds": load_seconds,
         "latency_ms": {"p50": 1e3 * float(np.percentile(seconds, 50)), "p99": 1e3 * float(np.percentile(seconds, 99))},
         "examples_per_second": len(split) / sum(seconds),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: kilobytes
+        "peak_rss_mb": peak_rss_mb(),
         "metrics": metrics,
         "predictions": predictions,  # not printed: for comparing exports
     }
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM, which unlike ru_maxrss does not carry over the
+    peak of the process that started this one; ru_maxrss elsewhere."""
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 / (1024 if sys.platform == "darwin" else 1)
 
 
 def _task_name(config: BenchInferConfig) -> str:
