@@ -5,17 +5,19 @@ values) is saved as a model folder and exported with `sharebert export onnx` in 
 needs. Each cell (runtime, threads, batch) runs in a process of its own, so its peak RSS is its own: it
 loads the model (timed), makes `--warmup` calls, then timed calls until `--min-seconds` have passed and at
 least `--min-calls` were made. Inputs: random token ids, `--seq` tokens, no padding. p50/p99 are over the
-timed calls (with few calls, p99 is about the slowest one).
+timed calls (with few calls, p99 is about the slowest one). On a machine shared with other work, wall
+time includes their share of the cores; the process's CPU time per call (CPU p50) does not, and on one
+thread it is the call's own cost.
 
 Runtimes: torch (ShareBERT, eager, inference mode); fp32 and int8 (onnxruntime on the CPU, the exports'
-defaults), fp32-initializers and int8-factors (the other placement of the shared matrices, docs/deploy.md);
+defaults), fp32-factors and int8-factors (the other placement of the shared matrices, docs/deploy.md);
 bert-base-torch (transformers' BertForSequenceClassification with BERT Base's shape, random weights, eager:
 the compute BERT Base needs, for comparison). File sizes are printed for every preset of --presets and
 --sizes-only. FLOPs per sequence are counted analytically (matmuls; a multiply-add is 2 FLOPs).
 
 Examples:
   python bench/infer.py                                      # tiny small base, batch 1 and 32, 1 thread and all
-  python bench/infer.py --presets small --batches 1 --threads 1 --runtimes fp32 fp32-initializers
+  python bench/infer.py --presets small --batches 1 --threads 1 --runtimes fp32 fp32-factors int8 int8-factors
   python bench/infer.py --presets --sizes-only small base large --json sizes.json
 """
 
@@ -36,10 +38,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 VOCAB_SIZE = 30522
-EXPORTS = {  # runtime name -> OnnxExportConfig settings; the first and third are `sharebert export onnx`'s defaults
+EXPORTS = {  # runtime name -> OnnxExportConfig settings; fp32 and int8 are `sharebert export onnx`'s
     "fp32": {},
-    "fp32-initializers": {"carved": "initializers"},
     "int8": {"quantize": "int8"},
+    "fp32-factors": {"carved": "factors"},
     "int8-factors": {"quantize": "int8", "carved": "factors"},
 }
 RUNTIMES = ("torch", *EXPORTS, "bert-base-torch")
@@ -146,21 +148,25 @@ def measure(spec: dict) -> dict:
     from sharebert.deploy.bench import peak_rss_mb
 
     __import__("onnxruntime" if spec["runtime"] in EXPORTS else "torch")  # the import is not the model's load
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     call = load_runtime(spec)
-    load_seconds = time.perf_counter() - start
+    load_seconds, load_cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
     for _ in range(spec["warmup"]):
         call()
-    times, begin = [], time.perf_counter()
+    times, cpu_times, begin = [], [], time.perf_counter()
     while len(times) < spec["min_calls"] or time.perf_counter() - begin < spec["min_seconds"]:
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         call()
         times.append(time.perf_counter() - t)
+        cpu_times.append(time.process_time() - cpu)
     return {
         "load_seconds": load_seconds,
+        "load_cpu_seconds": load_cpu_seconds,
         "calls": len(times),
         "p50_ms": 1e3 * float(np.percentile(times, 50)),
         "p99_ms": 1e3 * float(np.percentile(times, 99)),
+        # CPU time of the process per call: on one thread, the call's cost without other processes' share
+        "cpu_p50_ms": 1e3 * float(np.percentile(cpu_times, 50)),
         "sequences_per_second": spec["batch"] * len(times) / sum(times),
         "peak_rss_mb": peak_rss_mb(),
         "load_average": os.getloadavg()[0],
@@ -217,6 +223,7 @@ def format_cell(c: dict) -> str:
     return (
         f"{c['preset']:<6} {c['runtime']:<18} threads {c['threads']:>2}  batch {c['batch']:>3}  "
         f"p50 {c['p50_ms']:>10.1f} ms  p99 {c['p99_ms']:>10.1f} ms  {c['sequences_per_second']:>8.2f} seq/s  "
+        f"CPU p50 {c['cpu_p50_ms']:>10.1f} ms  "
         f"({c['calls']} calls)  load {c['load_seconds']:.2f} s  peak RSS {c['peak_rss_mb']:.0f} MB  "
         f"(load average {c['load_average']:.1f})"
     )

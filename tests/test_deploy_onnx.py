@@ -78,26 +78,25 @@ def test_fp32_logits_equal_pytorch_with_padding(folders, name, task):
 
 
 def test_both_carvings_give_the_same_logits_and_the_factors_are_folded_once(folders, tmp_path):
-    """The factors export carves with initializer-only nodes: onnxruntime folds them into the seven
-    matrices when the session starts, so its optimized graph holds them as constants, as the other export does."""
+    """The default export stores the shared matrices; the factors export carves them with initializer-only
+    nodes, which onnxruntime folds into constants when the session starts: its optimized graph holds them."""
     import onnx
     import onnxruntime as ort
 
-    out = tmp_path / "initializers"
-    export_onnx(OnnxExportConfig(folders / "clf", out, carved="initializers"))
+    out = tmp_path / "factors"
+    export_onnx(OnnxExportConfig(folders / "clf", out, carved="factors"))
     h, i = TINY.hidden_size, TINY.intermediate_size
     feeds = _padded_batch(np.random.default_rng(1), 7, 32)
-    shapes = {}
-    for name, folder in (("factors", folders / "clf-onnx"), ("initializers", out)):
+    for name, folder in (("initializers", folders / "clf-onnx"), ("factors", out)):
         assert json.loads((folder / "deploy.json").read_text())["carved_weights"] == name
         options = ort.SessionOptions()
         options.optimized_model_filepath = str(tmp_path / f"{name}-optimized.onnx")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
-        shapes[name] = {tuple(t.dims) for t in onnx.load(options.optimized_model_filepath).graph.initializer}
-        raw = {tuple(t.dims) for t in onnx.load(str(folder / "model.onnx")).graph.initializer}
-        assert ((h, 3 * h) in raw) == (name == "initializers")
-        assert {(h, 3 * h), (h, i), (i, h)} <= shapes[name], name
+        optimized = {tuple(t.dims) for t in onnx.load(options.optimized_model_filepath).graph.initializer}
+        stored = {tuple(t.dims) for t in onnx.load(str(folder / "model.onnx")).graph.initializer}
+        assert ((h, 3 * h) in stored) == (name == "initializers")
+        assert {(h, 3 * h), (h, i), (i, h)} <= optimized, name
         np.testing.assert_allclose(session.run(None, feeds)[0], _torch_logits(_classifier(folders), feeds), atol=1e-4)
 
 
