@@ -109,7 +109,7 @@ def format_report(r: dict) -> str:
             f"data       {r['examples']} examples of {r['task']}",
             f"load       {r['load_seconds']:.2f} s",
             f"latency    p50 {r['latency_ms']['p50']:.1f} ms, p99 {r['latency_ms']['p99']:.1f} ms per batch of "
-            f"{r['batch_size']} ({r['threads']} threads); {r['examples_per_second']:.1f} examples/s",
+            f"{r['batch_size']} (threads: {r['threads']}); {r['examples_per_second']:.1f} examples/s",
             f"peak RSS   {r['peak_rss_mb']:.0f} MB",
             f"metrics    {metrics}",
         ]
