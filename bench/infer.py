@@ -96,7 +96,8 @@ def machine() -> dict:
 # ---------------------------------------------------------------- models and exports (parent process)
 def prepare(work: Path, preset: str, exports: set[str]) -> dict:
     """Save the preset's classifier once, export what is needed; return parameter counts and file sizes (MB)."""
-    from sharebert.deploy.export import OnnxExportConfig, export_onnx
+    from sharebert.deploy.config import OnnxExportConfig
+    from sharebert.deploy.export import export_onnx
     from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForSequenceClassification, save_model_folder
 
     folder = work / preset / "model"

@@ -325,6 +325,8 @@ def _add_finetune(sub, common) -> None:
 
 # ---------------------------------------------------------------- sharebert export onnx, bench-infer
 def _add_export(sub, common) -> None:
+    from .deploy.config import QUANTIZATIONS, OnnxExportConfig
+
     p = sub.add_parser("export", help="export a model folder for deployment (see docs/deploy.md)")
     formats = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
     onnx = formats.add_parser(
@@ -336,19 +338,25 @@ def _add_export(sub, common) -> None:
     )
     onnx.add_argument("model_dir", metavar="MODEL_DIR", help="a model folder (pretrain or finetune output)")
     onnx.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="the export folder to create")
-    onnx.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the matrix multiplications")
-    onnx.add_argument("--max-seq-length", type=int, default=128, metavar="S", help="serving truncates to S tokens (default 128)")  # fmt: skip
+    onnx.add_argument(
+        "--quantize", choices=QUANTIZATIONS, help="dynamic int8 quantization of the matrix multiplications"
+    )
+    onnx.add_argument("--max-seq-length", type=int, metavar="S",
+                      help=with_default("serving truncates to S tokens", OnnxExportConfig, "max_seq_length"))  # fmt: skip
 
     def run_export_onnx(args) -> int:
-        from .deploy.export import OnnxExportConfig, export_onnx
+        from .deploy.export import export_onnx
 
-        export_onnx(OnnxExportConfig(args.model_dir, args.output, args.quantize, args.max_seq_length))
+        export_onnx(OnnxExportConfig(args.model_dir, args.output, **given(args, ("quantize", "max_seq_length"))))
         return 0
 
     onnx.set_defaults(func=run_export_onnx)
 
 
 def _add_bench_infer(sub, common) -> None:
+    from .deploy.config import BenchInferConfig
+
+    shown = partial(_shown_default, BenchInferConfig)
     p = sub.add_parser(
         "bench-infer",
         parents=[common],
@@ -359,12 +367,12 @@ def _add_bench_infer(sub, common) -> None:
     p.add_argument("folder", metavar="OUT_DIR", help="output folder of `sharebert export onnx` (a classifier)")
     p.add_argument("--data", required=True, metavar="TSV", help="a labelled GLUE file, e.g. glue_data/SST-2/dev.tsv")
     p.add_argument("--task", help="GLUE task of --data (default: from its folder name)")
-    p.add_argument("--batch-size", type=int, default=1, help="examples per request (default 1)")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime threads (default 0: all cores)")
+    p.add_argument("--batch-size", type=int, help=shown("batch_size", "examples per request"))
+    p.add_argument("--threads", type=int, help=shown("threads", "onnxruntime threads, 0: all cores"))
     p.add_argument("--max-examples", type=int, metavar="N", help="only the first N examples")
 
     def run_bench_infer(args) -> int:
-        from .deploy.bench import BenchInferConfig, bench_infer, format_report
+        from .deploy.bench import bench_infer, format_report
 
         options = given(args, ("task", "batch_size", "threads", "max_examples"))
         print(format_report(bench_infer(BenchInferConfig(args.folder, args.data, **options))))

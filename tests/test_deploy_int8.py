@@ -11,8 +11,9 @@ from finetune_fixtures import VOCAB_SIZE
 from test_finetune_demo_task import write_prepared
 
 from sharebert.cli import main
-from sharebert.deploy.bench import BenchInferConfig, bench_infer
-from sharebert.deploy.export import OnnxExportConfig, export_onnx
+from sharebert.deploy.bench import bench_infer
+from sharebert.deploy.config import BenchInferConfig, OnnxExportConfig
+from sharebert.deploy.export import export_onnx
 from sharebert.trainer.finetune.demo_task import DemoTaskConfig, build_demo_task
 from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForMaskedLM, save_model_folder
 

@@ -15,7 +15,8 @@ from finetune_fixtures import VOCAB_SIZE, write_vocab
 
 from sharebert.cli import main
 from sharebert.deploy import export as export_module
-from sharebert.deploy.export import OnnxExportConfig, export_onnx
+from sharebert.deploy.config import OnnxExportConfig
+from sharebert.deploy.export import export_onnx
 from sharebert.deploy.files import INPUT_NAMES, load_tokenizer, open_session
 from sharebert.trainer.model.modeling import (
     ShareBertConfig,

@@ -41,6 +41,7 @@ MODEL_IO = "sharebert/trainer/model/io.py"
 GLUE = "sharebert/trainer/finetune/glue.py"  # reads GLUE data in the Hugging Face hub's own file layout
 HF_SOURCE = "sharebert/pipeline/prepare/sources/hf.py"  # reads Hugging Face datasets (prepare's --hf-dataset input)
 METRICS = "sharebert/trainer/metrics.py"
+DEPLOY = "sharebert/deploy/files.py"  # an ONNX export folder (torch-free, so not importing MODEL_IO) and its inputs
 
 # literal -> (kind, modules allowed to write it)
 OWNED: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -55,7 +56,7 @@ OWNED: dict[str, tuple[str, tuple[str, ...]]] = {
     "source": (COLUMN, (FORMATS,)),
     "sentences": (COLUMN, (FORMATS,)),
     "text": (COLUMN, (FORMATS,)),
-    "input_ids": (DATASET, (FORMATS,)),
+    "input_ids": (DATASET, (FORMATS, DEPLOY)),
     "input_mask": (DATASET, (FORMATS,)),
     "segment_ids": (DATASET, (FORMATS,)),
     "masked_lm_positions": (DATASET, (FORMATS,)),
@@ -69,7 +70,7 @@ OWNED: dict[str, tuple[str, tuple[str, ...]]] = {
     "config.json": (NAME, (MODEL_IO,)),
     "model.safetensors": (NAME, (MODEL_IO,)),
     "pytorch_model.bin": (NAME, (MODEL_IO,)),
-    "tokenizer_config.json": (NAME, (MODEL_IO,)),
+    "tokenizer_config.json": (NAME, (MODEL_IO, DEPLOY)),
 }
 # Names of the constants that hold a literal of OWNED: defined (assigned) only in their owner.
 OWNED_CONSTANTS = {"MODEL_DIR": MODEL_IO, "METRICS_FILE": METRICS, "VOCAB_FILE": FORMATS}

@@ -8,7 +8,6 @@ from __future__ import annotations
 import resource
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,23 +15,8 @@ import numpy as np
 from ..errors import ConfigError, file_error
 from ..trainer.finetune import glue
 from ..trainer.finetune.glue_metrics import compute_metrics, predictions_from_logits
+from .config import BenchInferConfig
 from .files import INPUT_NAMES, ONNX_FILE, load_tokenizer, open_session, read_deploy_info
-
-
-@dataclass(frozen=True)
-class BenchInferConfig:
-    folder: Path
-    data: Path
-    task: str | None = None  # None: from the data file's folder name (GLUE's SST-2/dev.tsv layout)
-    batch_size: int = 1
-    threads: int = 0  # onnxruntime intra-op threads; 0: all cores
-    max_examples: int | None = None
-
-    def __post_init__(self):
-        object.__setattr__(self, "folder", Path(self.folder))
-        object.__setattr__(self, "data", Path(self.data))
-        if self.batch_size < 1 or self.threads < 0 or (self.max_examples is not None and self.max_examples < 1):
-            raise ConfigError("--batch-size and --max-examples must be >= 1, --threads >= 0")
 
 
 def bench_infer(config: BenchInferConfig) -> dict:

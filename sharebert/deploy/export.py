@@ -16,7 +16,6 @@ import logging
 import os
 import shutil
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -33,6 +32,7 @@ from ..trainer.model.modeling import (
     ShareBertForSequenceClassification,
     load_model_folder,
 )
+from .config import OnnxExportConfig
 from .files import (
     DEPLOY_INFO_FILE,
     INPUT_NAMES,
@@ -46,28 +46,7 @@ from .files import (
 log = logging.getLogger(__name__)
 
 OPSET = 17  # LayerNormalization is a single op from 17 on
-QUANTIZATIONS = ("int8",)
-CARVINGS = ("initializers", "factors")
 EXPORT_FORMAT = "sharebert-onnx"
-
-
-@dataclass(frozen=True)
-class OnnxExportConfig:
-    model_dir: Path
-    output_dir: Path
-    quantize: str | None = None  # "int8": dynamic int8 quantization of the matmuls
-    max_seq_length: int = 128  # serving truncates to this; at most the model's max_position_embeddings
-    carved: str = "initializers"  # or "factors" (docs/deploy.md, "The shared matrices")
-
-    def __post_init__(self):
-        object.__setattr__(self, "model_dir", Path(self.model_dir))
-        object.__setattr__(self, "output_dir", Path(self.output_dir))
-        if self.quantize not in (None, *QUANTIZATIONS):
-            raise ConfigError(f"--quantize {self.quantize}: supported: {', '.join(QUANTIZATIONS)}")
-        if self.carved not in CARVINGS:
-            raise ConfigError(f"carved={self.carved!r} must be one of {', '.join(CARVINGS)}")
-        if self.max_seq_length < 2:
-            raise ConfigError(f"--max-seq-length {self.max_seq_length}: must be at least 2 ([CLS] and [SEP])")
 
 
 class OnnxForward(nn.Module):
