@@ -212,15 +212,20 @@ def _run_model(args) -> int:
 
 
 # ---------------------------------------------------------------- sharebert export-hf
+_EXPORT_HF_HELP = dict(
+    help="write a model folder as a Hugging Face folder (transformers Auto classes, AutoTokenizer)",
+    description="Convert a model folder sharebert loads (ours, an older one, or the reference's) into a "
+    "complete Hugging Face folder: the same weights and keys, config.json with auto_map, the generated "
+    "remote code and the tokenizer files. See docs/model.md.",
+)
+
+
 def _add_export_hf(sub, common) -> None:
-    p = sub.add_parser(
-        "export-hf",
-        parents=[common],
-        help="write a model folder as a Hugging Face folder (transformers Auto classes, AutoTokenizer)",
-        description="Convert a model folder sharebert loads (ours, an older one, or the reference's) into a "
-        "complete Hugging Face folder: the same weights and keys, config.json with auto_map, the generated "
-        "remote code and the tokenizer files. See docs/model.md.",
-    )
+    """`sharebert export-hf` (also reachable as `sharebert export hf`)."""
+    _export_hf_arguments(sub.add_parser("export-hf", parents=[common], **_EXPORT_HF_HELP))
+
+
+def _export_hf_arguments(p) -> None:
     p.add_argument("folder", metavar="MODEL_DIR", help="the model folder to convert")
     p.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="a new or empty folder (or a model folder)")
     p.add_argument("--vocab", metavar="VOCAB_TXT", help="the model's vocab.txt (default: MODEL_DIR/vocab.txt)")
@@ -350,6 +355,65 @@ def _add_finetune(sub, common) -> None:
     p.set_defaults(func=run_finetune)
 
 
+# ---------------------------------------------------------------- sharebert export onnx, bench-infer
+def _add_export(sub, common) -> None:
+    from .deploy.config import QUANTIZATIONS, OnnxExportConfig
+
+    p = sub.add_parser("export", help="export a model folder for deployment (see docs/deploy.md)")
+    formats = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    onnx = formats.add_parser(
+        "onnx",
+        parents=[common],
+        help="a masked-LM or classifier folder as an ONNX model for onnxruntime, with its tokenizer files",
+        description="Export to OUT_DIR/model.onnx (dynamic batch and sequence axes), the tokenizer files and "
+        "deploy.json. OUT_DIR must be new or empty. See docs/deploy.md.",
+    )
+    onnx.add_argument("model_dir", metavar="MODEL_DIR", help="a model folder (pretrain or finetune output)")
+    onnx.add_argument("-o", "--output", required=True, metavar="OUT_DIR", help="the export folder to create")
+    onnx.add_argument(
+        "--quantize", choices=QUANTIZATIONS, help="dynamic int8 quantization of the matrix multiplications"
+    )
+    onnx.add_argument("--max-seq-length", type=int, metavar="S",
+                      help=with_default("serving truncates to S tokens", OnnxExportConfig, "max_seq_length"))  # fmt: skip
+
+    def run_export_onnx(args) -> int:
+        from .deploy.export import export_onnx
+
+        export_onnx(OnnxExportConfig(args.model_dir, args.output, **given(args, ("quantize", "max_seq_length"))))
+        return 0
+
+    onnx.set_defaults(func=run_export_onnx)
+    _export_hf_arguments(formats.add_parser("hf", parents=[common], **_EXPORT_HF_HELP))
+
+
+def _add_bench_infer(sub, common) -> None:
+    from .deploy.config import BenchInferConfig
+
+    shown = partial(_shown_default, BenchInferConfig)
+    p = sub.add_parser(
+        "bench-infer",
+        parents=[common],
+        help="size, load time, peak memory, latency p50/p99 and metrics of an ONNX export on a GLUE dev file",
+        description="Predict a GLUE dev file with an export of `sharebert export onnx`, batch by batch, with "
+        "onnxruntime only (no torch), and print what a deployment needs to know. See docs/deploy.md.",
+    )
+    p.add_argument("folder", metavar="OUT_DIR", help="output folder of `sharebert export onnx` (a classifier)")
+    p.add_argument("--data", required=True, metavar="TSV", help="a labelled GLUE file, e.g. glue_data/SST-2/dev.tsv")
+    p.add_argument("--task", help="GLUE task of --data (default: from its folder name)")
+    p.add_argument("--batch-size", type=int, help=shown("batch_size", "examples per request"))
+    p.add_argument("--threads", type=int, help=shown("threads", "onnxruntime threads, 0: all cores"))
+    p.add_argument("--max-examples", type=int, metavar="N", help="only the first N examples")
+
+    def run_bench_infer(args) -> int:
+        from .deploy.bench import bench_infer, format_report
+
+        options = given(args, ("task", "batch_size", "threads", "max_examples"))
+        print(format_report(bench_infer(BenchInferConfig(args.folder, args.data, **options))))
+        return 0
+
+    p.set_defaults(func=run_bench_infer)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="sharebert",
@@ -358,7 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"sharebert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     common = common_options()
-    for register in (_add_prepare, _add_mask, _add_model, _add_export_hf, _add_pretrain, _add_finetune):
+    for register in (
+        _add_prepare,
+        _add_mask,
+        _add_model,
+        _add_export_hf,
+        _add_export,
+        _add_bench_infer,
+        _add_pretrain,
+        _add_finetune,
+    ):
         register(sub, common)
     return parser
 

@@ -42,6 +42,7 @@ TOKENIZER_FILES = "sharebert/trainer/model/tokenizer_files.py"  # Hugging Face's
 GLUE = "sharebert/trainer/finetune/glue.py"  # reads GLUE data in the Hugging Face hub's own file layout
 HF_SOURCE = "sharebert/pipeline/prepare/sources/hf.py"  # reads Hugging Face datasets (prepare's --hf-dataset input)
 METRICS = "sharebert/trainer/metrics.py"
+DEPLOY = "sharebert/deploy/files.py"  # an ONNX export folder (torch-free, so not importing MODEL_IO) and its inputs
 
 # literal -> (kind, modules allowed to write it)
 OWNED: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -56,7 +57,7 @@ OWNED: dict[str, tuple[str, tuple[str, ...]]] = {
     "source": (COLUMN, (FORMATS,)),
     "sentences": (COLUMN, (FORMATS,)),
     "text": (COLUMN, (FORMATS,)),
-    "input_ids": (DATASET, (FORMATS,)),
+    "input_ids": (DATASET, (FORMATS, DEPLOY)),
     "input_mask": (DATASET, (FORMATS,)),
     "segment_ids": (DATASET, (FORMATS,)),
     "masked_lm_positions": (DATASET, (FORMATS,)),

@@ -76,10 +76,11 @@ def outputs(model, batch):
         return model.eval()(**batch).logits
 
 
-def test_export_hf_round_trip(tmp_path, capsys):
+@pytest.mark.parametrize("command", [["export-hf"], ["export", "hf"]])
+def test_export_hf_round_trip(tmp_path, capsys, command):
     vocab = write_vocab(tmp_path / "vocab.txt")
     source = older_folder(tmp_path / "old", ShareBertForMaskedLM(tiny(), seed=4), vocab)
-    assert main(["export-hf", str(source), "-o", str(tmp_path / "hf"), "-q"]) == 0
+    assert main([*command, str(source), "-o", str(tmp_path / "hf"), "-q"]) == 0
     out = tmp_path / "hf"
     assert capsys.readouterr().out.strip() == str(out)
     assert {p.name for p in out.iterdir()} == SHAREBERT_FILES | HF_FILES
