@@ -187,16 +187,16 @@ def disk_full_as_error(folder: str | os.PathLike) -> Iterator[None]:
 
 @contextlib.contextmanager
 def space_needed(folder: str | os.PathLike, estimate: Callable[[], int | None]) -> Iterator[None]:
-    """Around a stage writing into `folder`: a full disk there (raised here or in a worker process) becomes
-    a DiskFullError that also says how many bytes the run still has to write, as `estimate()` tells when
-    asked (after the failed write's temporary file is gone)."""
+    """Around a stage writing into `folder`: a full disk there (raised here or in a worker process, in the
+    folder or in its work folders) becomes a DiskFullError naming `folder` that also says how many bytes the
+    run still has to write, as `estimate()` tells when asked (after the failed write's temporary file is gone)."""
     folder = Path(folder)
     try:
         yield
     except DiskFullError as e:
-        if e.needed is None and _is_within(e.folder, folder):
-            e.needed = _quietly(estimate)
-        raise
+        if not _is_within(e.folder, folder):
+            raise
+        raise DiskFullError(folder, e.needed if e.needed is not None else _quietly(estimate)) from None
     except Exception as e:
         if not is_disk_full(e, folder):
             raise

@@ -85,7 +85,9 @@ def test_a_full_disk_says_how_much_the_run_still_has_to_write(tmp_path):
     inner.mkdir()
     with pytest.raises(DiskFullError) as caught, space_needed(tmp_path, lambda: 2_500_000):
         write_bytes_atomic_failing(inner / "file.bin")
-    assert caught.value.folder == inner and caught.value.needed == 2_500_000
+    assert (
+        caught.value.folder == tmp_path and caught.value.needed == 2_500_000
+    )  # the stage's folder, not its work folder
     assert "this run still has to write about 2.5 MB there (" in str(caught.value)
     with pytest.raises(DiskFullError) as caught, space_needed(tmp_path, lambda: 7):
         _raise_disk_full()  # a library's own error, not yet one line
