@@ -1,7 +1,8 @@
 """The task runner shared by `prepare` and `mask`.
 
-Work is a list of independent tasks, run in a process pool; results come back in task order, so
-outputs never depend on the number of workers.
+Work is a list of independent tasks, run in a process pool (or, with --engine ray, as Ray tasks: see
+ray_engine.py and docs/cluster.md); results come back in task order, so outputs never depend on the
+number of workers or on the engine. `open_pool` picks the engine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -40,6 +42,11 @@ def default_workers() -> int:
 
 def _init_worker(parent_pid: int | None, initializer: Callable | None, initargs: tuple) -> None:
     _die_with_parent(os.getppid() if parent_pid is None else parent_pid)
+    set_up_task_process(initializer, initargs)
+
+
+def set_up_task_process(initializer: Callable | None, initargs: tuple) -> None:
+    """What every process that runs tasks does before its first one, whatever the engine started it."""
     # One core's worth of threads: the environment for libraries still to start (pyarrow sizes its pool
     # by OMP_NUM_THREADS), and pyarrow's pool itself where a forked worker inherits it at its parent's size.
     os.environ.update(_ONE_THREAD)
@@ -243,6 +250,7 @@ class WorkerPool:
         tasks: Iterable[T],
         max_in_flight: int | None = None,
         cost: Callable[[T], float] | None = None,
+        describe: Callable[[T], str] | None = None,
     ) -> Iterator[R]:
         """Yield fn(task) for every task, in task order; at most `max_in_flight` (default 2 per worker)
         tasks (and one more) are read and not yet done at once, so a long task list never floods memory.
@@ -250,6 +258,9 @@ class WorkerPool:
         With `cost` (an estimate of a task's work), the largest task read and not yet started goes
         next, so the small ones come last and the run does not end on one long task while the other
         workers idle. Results still come in task order (a result waits for the older ones).
+
+        `describe` names a task (its input part or shard) in the errors of engines whose failures would
+        not name it themselves (a Ray worker lost); here a task's own exception reaches the caller as is.
         """
         self._mapped = True
         if self.workers <= 1:
@@ -333,6 +344,9 @@ class WorkerPool:
 
         return getattr(forkserver._forkserver, "_forkserver_pid", None)
 
+    def check_shared(self, readable: Sequence[Path], writable: Sequence[Path]) -> None:
+        """Every worker runs on this machine and sees what this process sees: nothing to check."""
+
     def release(self) -> None:
         """Let the workers exit now, while this process goes on; `close` (or leaving the `with`) waits
         for them. No task may be given after this."""
@@ -368,6 +382,38 @@ class WorkerPool:
         """The executor's live worker processes (a private attribute of ProcessPoolExecutor, there from
         CPython 3.8 to 3.13; without it, none)."""
         return list((getattr(self._pool, "_processes", None) or {}).values())
+
+
+ENGINES = ("local", "ray")
+
+
+def check_engine(engine: str, ray_address: str | None) -> None:
+    """The engine settings of a stage's config (--engine, --ray-address)."""
+    from ..errors import ConfigError
+
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if ray_address is not None and engine != "ray":
+        raise ConfigError("--ray-address: only used with --engine ray")
+
+
+def open_pool(
+    engine: str,
+    workers: int | None,
+    *,
+    preload: Sequence[str] = (),
+    ray_address: str | None = None,
+    at_most: int | None = None,
+):
+    """The task runner of `engine`: a WorkerPool ("local") or a ray_engine.RayPool ("ray"), both with
+    `workers`, `initialize`, `map_ordered`, `check_shared`, `release` and the context manager.
+    `workers` None: every core here, or every CPU of the Ray cluster; `at_most`: never more workers."""
+    if engine == "ray":
+        from .ray_engine import RayPool
+
+        return RayPool(workers, address=ray_address, at_most=at_most)
+    workers = default_workers() if workers is None else workers
+    return WorkerPool(min(workers, at_most) if at_most else workers, preload=preload)
 
 
 def map_ordered(

@@ -29,7 +29,7 @@ from ...fileio import write_bytes_atomic, write_json_atomic
 from ...progress import progress_bar
 from ...tokenization import read_vocab
 from .. import formats
-from ..parallel import WorkerPool
+from ..parallel import open_pool
 from ..run_folder import Claim, RunFolder
 from . import output as prepare_output
 from .balance import Placement, place_documents
@@ -72,12 +72,13 @@ def prepare(config: PrepareConfig) -> dict:
     started = time.perf_counter()
     # The workers' fork server boots in the background while the inputs are checked.
     folder = prepare_output.run_folder(config)
-    with WorkerPool(config.workers, preload=WORKER_MODULES) as pool:
-        sources, given, existing = _begin(config, folder)
+    with open_pool(config.engine, config.workers, preload=WORKER_MODULES, ray_address=config.ray_address) as pool:
+        sources, given, existing = _begin(config, folder, pool.workers)
         if existing is not None:
             log.info("%s already holds this run (same inputs and settings): nothing to do", config.output_dir)
             return existing
         work = folder.work
+        pool.check_shared(readable=_input_paths(config), writable=[work])
         spills, results, stats, vocab_path, trained = _tokenized_spills(config, sources, work, pool, given)
         log.debug("phase 1 (read, clean, split, tokenize): %.2f s", time.perf_counter() - started)
         doc_tokens = np.concatenate([r.tokens for r in results]) if results else np.zeros(0, np.int64)
@@ -106,7 +107,9 @@ def prepare(config: PrepareConfig) -> dict:
     return info
 
 
-def _begin(config: PrepareConfig, folder: RunFolder) -> tuple[list[Source], Tokenization | None, dict | None]:
+def _begin(
+    config: PrepareConfig, folder: RunFolder, workers: int
+) -> tuple[list[Source], Tokenization | None, dict | None]:
     """Check inputs and vocab, claim the output folder: (sources, tokenization of --vocab, finished run's info)."""
     if config.used_default_input:
         log.info("no input given: using the built-in corpus (pydoc topics and standard-library docstrings)")
@@ -126,9 +129,15 @@ def _begin(config: PrepareConfig, folder: RunFolder) -> tuple[list[Source], Toke
         log.info(
             "prepare: %d input(s), %.1f MB -> %s (%d train + %d test shards, %d worker(s))",
             len(sources), sum(s.size() for s in sources) / 1e6, config.output_dir,
-            config.num_train_shards, config.num_test_shards, config.workers,
+            config.num_train_shards, config.num_test_shards, workers,
         )  # fmt: skip
     return sources, given, existing
+
+
+def _input_paths(config: PrepareConfig) -> list[Path]:
+    """The files and folders that tasks read (a hub dataset and the built-in corpus are read here)."""
+    paths = [Path(spec.path) for spec in config.inputs if spec.kind in ("wiki", "books", "text")]
+    return paths + ([config.vocab] if config.vocab is not None else [])
 
 
 def _check_output_apart_from_inputs(config: PrepareConfig) -> None:
@@ -201,7 +210,7 @@ def _tokenized_spills(config, sources, work, pool, given: Tokenization | None):
         alphabet,
         trained_vocab,
         total=sum(int(r.sentences.sum()) for r in text_results),
-        parallel=config.workers > 1,
+        parallel=pool.workers > 1,
     )
     trained_size = len(read_vocab(trained_vocab))  # the trainer's output must be a valid BERT vocab
     if trained_size < config.train_vocab:
@@ -215,7 +224,7 @@ def _tokenized_spills(config, sources, work, pool, given: Tokenization | None):
     )
     with progress_bar(total=len(spills), unit="batch", desc="tokenize") as bar:
         results = []
-        for result in pool.map_ordered(tokenize_spill, tasks, cost=_text_spill_bytes):
+        for result in pool.map_ordered(tokenize_spill, tasks, cost=_text_spill_bytes, describe=_describe_tokenize):
             results.append(result)
             bar.update(1)
     return spills, results, stats, trained_vocab, True
@@ -243,7 +252,10 @@ def _run_batches(config, sources, stats, work, pool, tokenization):
 
         documents = 0
         # Reading runs ahead of the workers (4 batches each) so they never wait, also while they start.
-        for result in pool.map_ordered(process_batch, tasks(), max_in_flight=4 * pool.workers, cost=_batch_chars):
+        in_flight = 4 * pool.workers
+        for result in pool.map_ordered(
+            process_batch, tasks(), max_in_flight=in_flight, cost=_batch_chars, describe=_describe_batch
+        ):
             results.append(result)
             if result.index in read_by_workers:
                 read_by_workers.pop(result.index).add(result.read_stats)
@@ -256,6 +268,16 @@ def _run_batches(config, sources, stats, work, pool, tokenization):
 def _text_spill_bytes(task: TokenizeTask) -> int:
     path = Path(task.text_spill)
     return path.stat().st_size if path.exists() else 0  # gone: tokenized by an earlier run
+
+
+def _describe_batch(task: BatchTask) -> str:
+    if isinstance(task.documents, list):
+        return f"batch {task.index} (documents read by this process)"
+    return f"batch {task.index} ({task.documents.describe()})"
+
+
+def _describe_tokenize(task: TokenizeTask) -> str:
+    return f"batch {task.index} (tokenizing {task.text_spill})"
 
 
 def _batch_chars(task: BatchTask) -> int:
@@ -322,7 +344,7 @@ def shard_specs(num_train: int, num_test: int) -> list[ShardSpec]:
 
 def _write_shards(config, spills, results, folder: RunFolder, pool) -> list[dict]:
     specs = shard_specs(config.num_train_shards, config.num_test_shards)
-    per_task = min(math.ceil(len(specs) / config.workers), MAX_SHARDS_PER_TASK)
+    per_task = min(math.ceil(len(specs) / pool.workers), MAX_SHARDS_PER_TASK)
     tasks = [
         ShardGroupTask(
             shards=specs[i : i + per_task],
@@ -337,10 +359,15 @@ def _write_shards(config, spills, results, folder: RunFolder, pool) -> list[dict
     ]
     records: list[dict] = []
     with progress_bar(total=len(specs), unit="shard", desc="write shards") as bar:
-        for group in pool.map_ordered(write_shard_group, tasks):
+        for group in pool.map_ordered(write_shard_group, tasks, describe=_describe_shards):
             records.extend(group)
             bar.update(len(group))
     return records
+
+
+def _describe_shards(task: ShardGroupTask) -> str:
+    names = [s.file for s in task.shards]
+    return names[0] if len(names) == 1 else f"shards {names[0]} to {names[-1]}"
 
 
 def _describe_inputs(sources: list[Source]) -> str:
