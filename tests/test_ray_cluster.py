@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from ray_support import folder_bytes, processes_of, stop_processes
+from ray_support import folder_bytes, process_title, processes_of, ray_cluster
 
 from sharebert.cli import main
 from sharebert.pipeline.mask.stage import LAYOUT
@@ -26,34 +23,15 @@ pytest.importorskip("ray")
 pytestmark = pytest.mark.ray
 ROOT = Path(__file__).resolve().parents[1]
 HOOKS = Path(__file__).with_name("ray_task_hooks.py")
-RAY = Path(sys.executable).with_name("ray")
-NODE_OPTIONS = ["--num-cpus", "1", "--object-store-memory", str(80 * 2**20), "--disable-usage-stats"]
 PREPARE = ["--builtin", "--train-vocab", "2000", "--num-train-shards", "4"]
 MASK = ["--dup-factor", "4"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    """Two nodes of one CPU each; every process of theirs is stopped (by pid) and checked gone at the end."""
-    temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")])}
-    address = f"127.0.0.1:{free_port()}"
-    head = [str(RAY), "start", "--head", "--port", address.split(":")[1], "--include-dashboard", "false"]
-    worker = [str(RAY), "start", "--address", address]
-    try:
-        for command in (head, worker):
-            subprocess.run([*command, *NODE_OPTIONS, "--temp-dir", temp], env=env, check=True, capture_output=True,
-                           timeout=120)  # fmt: skip
-        yield address, env, temp
-    finally:
-        assert stop_processes(processes_of(temp)) == set()
-        shutil.rmtree(temp, ignore_errors=True)
+    """Two `ray start` nodes of one CPU each, stopped (by pid, every process checked gone) at the end."""
+    with ray_cluster([1, 1], [ROOT, ROOT / "tests"]) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
@@ -99,12 +77,12 @@ def test_a_worker_killed_mid_task_changes_nothing(cluster, local_outputs, tmp_pa
     log = tmp_path / "tasks"
     log.mkdir()
     driver = sharebert(cluster, "mask", str(prepared), "-o", str(tmp_path / "samples"), *MASK, "-q",
-                       hooks=(log, 1.0), wait=False)  # fmt: skip
+                       hooks=(log, 0.6), wait=False)  # fmt: skip
     try:
         wait_for(lambda: any(log.iterdir()), what="a task to start")
         first = next(log.iterdir())
         task, pid = first.name.rsplit(".", 2)[:2]
-        os.kill(int(pid), signal.SIGKILL)  # during the task's one-second sleep
+        os.kill(int(pid), signal.SIGKILL)  # during the task's 0.6 s sleep
         _, stderr = driver.communicate(timeout=300)
     finally:
         driver.kill()
@@ -126,7 +104,7 @@ def test_an_interrupted_driver_reruns_only_the_unfinished_tasks(cluster, local_o
         driver.communicate(timeout=60)
     # The cluster stops the dead driver's tasks: once no task of it runs, the finished files are counted.
     _, _, temp = cluster
-    wait_for(lambda: not any("_run_task" in _title(p) for p in processes_of(temp)), what="the tasks to stop")
+    wait_for(lambda: not any("_run_task" in process_title(p) for p in processes_of(temp)), what="the tasks to stop")
     finished = len(list(records.glob("*.json")))
     total = len(sample_files) - len([f for f in sample_files if not f.endswith(".hdf5")])
     assert 4 <= finished < total
@@ -135,10 +113,3 @@ def test_an_interrupted_driver_reruns_only_the_unfinished_tasks(cluster, local_o
     made, kept = map(int, re.search(r"\((\d+) made, (\d+) kept from an earlier run\)", done.stderr).groups())
     assert (made, kept) == (total - finished, finished)
     assert folder_bytes(samples) == sample_files
-
-
-def _title(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except OSError:
-        return ""

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from ray_support import folder_bytes, processes_of, stop_processes
+from ray_support import OBJECT_STORE_BYTES, folder_bytes, processes_of, stop_processes
 from test_data_stages_imports import loaded_modules
 from wikidump import wikimedia_multistream
 
@@ -35,7 +35,7 @@ def in_process_cluster():
     os.environ["RAY_AUTH_MODE"] = "disabled"  # no token written to ~/.ray for a throwaway cluster
     os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), str(ROOT / "tests")])  # the workers import this module
     try:
-        ray.init(num_cpus=2, object_store_memory=80 * 2**20, include_dashboard=False, _temp_dir=temp,
+        ray.init(num_cpus=2, object_store_memory=OBJECT_STORE_BYTES, include_dashboard=False, _temp_dir=temp,
                  logging_level="WARNING")  # fmt: skip
         yield
     finally:
