@@ -26,8 +26,12 @@ def ray_cluster(cpus_per_node: list[int], pythonpath: list[Path]) -> Iterator[tu
     `pythonpath`: (its address, the environment a driver connects with, the folder its processes name).
     Every process of it is gone after."""
     temp = tempfile.mkdtemp(prefix="rt", dir="/tmp")  # short: Ray's socket paths have a length limit
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, pythonpath)),
-           "RAY_AUTH_MODE": "disabled"}  # a throwaway cluster: no token written to ~/.ray  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(map(str, pythonpath)),
+        "RAY_AUTH_MODE": "disabled",  # a throwaway cluster: no token written to ~/.ray
+        "RAY_worker_niceness": "0",  # as --engine local's workers (Ray's default, 15, loses to any other job)
+    }
     address = f"127.0.0.1:{_free_port()}"
     node = ["--object-store-memory", str(OBJECT_STORE_BYTES), "--disable-usage-stats", "--temp-dir", temp]
     try:

@@ -411,7 +411,7 @@ def open_pool(
     if engine == "ray":
         from .ray_engine import RayPool
 
-        return RayPool(workers, address=ray_address, at_most=at_most)
+        return RayPool(workers, address=ray_address, at_most=at_most, preload=preload)
     workers = default_workers() if workers is None else workers
     return WorkerPool(min(workers, at_most) if at_most else workers, preload=preload)
 

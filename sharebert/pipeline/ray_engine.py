@@ -12,9 +12,12 @@ Ray is imported only here, and this module only when --engine ray is chosen. doc
 from __future__ import annotations
 
 import contextlib
+import importlib
+import importlib.util
 import logging
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -35,12 +38,14 @@ OWN_CLUSTER_OBJECT_STORE_BYTES = 128 * 2**20
 INSTALL_HINT = "--engine ray needs Ray: pip install 'sharebert[ray]'"
 
 
-def import_ray():
+def check_ray_installed() -> None:
+    """Ray is installed (without importing it: that takes a second, done in the background)."""
     try:
-        import ray
-    except ImportError:
-        raise ConfigError(INSTALL_HINT) from None
-    return ray
+        found = importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # ValueError: a module set to None in sys.modules
+        found = False
+    if not found:
+        raise ConfigError(INSTALL_HINT)
 
 
 class RayPool:
@@ -49,20 +54,67 @@ class RayPool:
 
     Connects to the cluster at `address` ("auto", host:port, ray://...; else RAY_ADDRESS), or, without
     either, starts a cluster of this machine's cores for the run and stops it at the end. `workers`:
-    tasks running at once (None: every CPU of the cluster)."""
+    tasks running at once (None: every CPU of the cluster).
 
-    def __init__(self, workers: int | None, *, address: str | None = None, at_most: int | None = None):
-        ray = import_ray()
-        self._ray = ray
-        self._owns_cluster = not ray.is_initialized()
-        if self._owns_cluster:
-            _connect(ray, address, workers)
-        cpus = int(ray.cluster_resources().get("CPU", 0))
-        self.workers = max(1, min(workers or cpus, at_most or cpus or 1))
-        self._remote = ray.remote(_run_task).options(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
+    Importing Ray, connecting and starting the cluster's worker processes (each imports `preload`) take
+    seconds, which a process pool forked from this process does not spend: they happen in a background
+    thread, while the stage checks its inputs; the first call that needs the cluster waits for them."""
+
+    def __init__(
+        self,
+        workers: int | None,
+        *,
+        address: str | None = None,
+        at_most: int | None = None,
+        preload: Sequence[str] = (),
+    ):
+        check_ray_installed()
+        self._requested = workers
+        self._at_most = at_most
+        self._workers: int | None = None
+        self._ray = None  # the ray module, once connected
+        self._owns_cluster = False
+        self._failure: BaseException | None = None
+        self._connecting = threading.Thread(
+            target=self._connect, args=(address, tuple(preload)), name="ray-connect", daemon=True
+        )
+        self._connecting.start()
         self._setup: tuple[str, list] = (uuid.uuid4().hex, [])  # (key, [ref of (initializer, initargs)])
         self._initializer: tuple[Callable, tuple] | None = None
         self._mapped = False
+
+    def _connect(self, address: str | None, preload: tuple[str, ...]) -> None:
+        try:
+            import ray
+
+            self._ray = ray
+            logging.getLogger("ray._private.worker").addFilter(_NotTheSigtermHandlerWarning())
+            self._owns_cluster = not ray.is_initialized()
+            if self._owns_cluster:
+                _init_ray(ray, address, self._requested)
+            self._remote = ray.remote(_run_task).options(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
+            warm_up = ray.remote(_import_modules).options(num_cpus=1)
+            cpus = int(ray.cluster_resources().get("CPU", 0))
+            self._warming = [warm_up.remote(preload) for _ in range(self._requested or cpus)]
+        except BaseException as e:  # raised where the cluster is first needed
+            self._failure = e
+
+    def _ready(self):
+        """The ray module, connected."""
+        self._connecting.join()
+        if self._failure is not None:
+            failure, self._failure = self._failure, None
+            raise failure
+        return self._ray
+
+    @property
+    def workers(self) -> int:
+        if self._workers is None:
+            wanted = self._requested
+            if wanted is None:
+                wanted = int(self._ready().cluster_resources().get("CPU", 0)) or 1
+            self._workers = max(1, min(wanted, self._at_most or wanted))
+        return self._workers
 
     def initialize(self, initializer: Callable, *initargs) -> None:
         """Run `initializer(*initargs)` in every worker process before its first task of this pool."""
@@ -74,7 +126,7 @@ class RayPool:
         """Every node of the cluster must see the `readable` paths and write in the `writable` folders
         (the very folders this process sees: a marker written here must be read there), or the run stops
         with one line naming the node and the path."""
-        ray = self._ray
+        ray = self._ready()
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         markers = [_write_marker(Path(folder)) for folder in writable]
@@ -82,8 +134,7 @@ class RayPool:
             nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
             probe = ray.remote(_probe_paths)
             refs = [
-                probe.options(
-                    num_cpus=0,
+                probe.options(  # one CPU, as the tasks: it runs in (and starts) a worker they then use
                     max_retries=MAX_RETRIES,
                     scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False),
                 ).remote([str(p) for p in readable], markers)
@@ -108,6 +159,7 @@ class RayPool:
         describe: Callable[[T], str] | None = None,
     ) -> Iterator[R]:
         self._mapped = True
+        ray = self._ready()
         self._put_initializer()
         limit = max(max_in_flight or 2 * self.workers, self.workers + 1)
         submitted: dict[int, tuple] = {}  # task number -> (ref, task), not yet yielded
@@ -139,7 +191,7 @@ class RayPool:
                     yield self._result(ref, task, describe)
                     continue
                 numbers = {ref: n for n, (ref, _) in submitted.items() if n not in finished}
-                ready, _ = self._ray.wait(list(numbers), num_returns=1)
+                ready, _ = ray.wait(list(numbers), num_returns=1)
                 finished.update(numbers[ref] for ref in ready)
         finally:
             self._cancel([ref for ref, _ in submitted.values()])  # left by an error: their work is of no use
@@ -175,7 +227,8 @@ class RayPool:
         """Nothing runs after the last map: the cluster's workers stay for its other jobs."""
 
     def close(self) -> None:
-        if self._owns_cluster and self._ray.is_initialized():
+        self._connecting.join()
+        if self._owns_cluster and self._ray is not None and self._ray.is_initialized():
             self._ray.shutdown()
 
     def __enter__(self) -> RayPool:
@@ -188,7 +241,7 @@ class RayPool:
 _END = object()
 
 
-def _connect(ray, address: str | None, workers: int | None) -> None:
+def _init_ray(ray, address: str | None, workers: int | None) -> None:
     """Join the cluster at `address` (or RAY_ADDRESS), or start one of this machine's cores."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     options = dict(logging_level=logging.WARNING, log_to_driver=True, configure_logging=False)
@@ -199,8 +252,18 @@ def _connect(ray, address: str | None, workers: int | None) -> None:
         num_cpus=workers or default_workers(),
         object_store_memory=OWN_CLUSTER_OBJECT_STORE_BYTES,
         include_dashboard=False,
+        # Ray runs its workers at niceness 15; the tasks are the run's work, as much as --engine local's workers.
+        _system_config={"worker_niceness": 0},
         **options,
     )
+
+
+class _NotTheSigtermHandlerWarning(logging.Filter):
+    """Ray warns that it sets no SIGTERM handler when connected from a thread other than the main one:
+    SIGTERM then ends this process as it would without Ray, which is what a stage wants."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SIGTERM handler is not set" not in record.getMessage()
 
 
 # ---------------------------------------------------------------- in the workers
@@ -215,6 +278,12 @@ def _run_task(fn: Callable, task, setup: tuple[str, list]):
         set_up_task_process(*(ray.get(initializer[0]) if initializer else (None, ())))
         _set_up.add(key)
     return fn(task)
+
+
+def _import_modules(modules: tuple[str, ...]) -> None:
+    """Warm a worker up: the modules its tasks need, imported while the stage sets up."""
+    for module in modules:
+        importlib.import_module(module)
 
 
 def _write_marker(folder: Path) -> tuple[str, str]:
