@@ -197,7 +197,13 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             f"({run['samples_per_s_per_worker']:,.0f} per worker; target >= 25,000), "
             f"{run['tokens_per_s']:,.0f} tokens/s, {text_mb / run['seconds']:.2f} MB of text/s, "
             "peak RSS (process tree, one more run) "
-            + ("n/a (no psutil)" if run["peak_rss_mb"] is None else f"{run['peak_rss_mb']:.0f} MB")
+            + (
+                f"{run['peak_rss_mb']:.0f} MB"
+                if run["peak_rss_mb"] is not None
+                else "n/a (no psutil)"
+                if engine == "local"
+                else "n/a (Ray's workers are not the run's children)"
+            )
         )
     for workers, run in results.get("mask_ray", {}).items():
         share = results["mask"][workers]["seconds"] / run["seconds"]

@@ -237,13 +237,11 @@ def _run_batches(config, sources, stats, work, pool, tokenization):
     desc = "read+tokenize" if tokenization else "read+split"
     with progress_bar(total=total_bytes or None, unit="B", unit_scale=True, desc=desc) as bar:
         read_by_workers: dict[int, ReadStats] = {}  # batch index -> the stats its part's reading adds to
+        read_when_cut: dict[int, int] = {}  # batch index -> input bytes read up to its end
 
         def tasks() -> Iterator[BatchTask]:
-            done_bytes = 0
             for index, (documents, part_stats) in enumerate(_batches(sources, stats)):
-                read = sum(s.bytes_read for s in sources)
-                bar.update(read - done_bytes)
-                done_bytes = read
+                read_when_cut[index] = sum(s.bytes_read for s in sources)
                 spill = work / formats.spill_file_name(index, tokenized=tokenization is not None)
                 spills.append(spill)
                 if part_stats is not None:
@@ -259,6 +257,7 @@ def _run_batches(config, sources, stats, work, pool, tokenization):
             results.append(result)
             if result.index in read_by_workers:
                 read_by_workers.pop(result.index).add(result.read_stats)
+            bar.update(max(0, read_when_cut.pop(result.index) - bar.n))  # the bytes of finished batches
             documents += len(result.tokens)
             bar.set_postfix(documents=f"{documents:,}", refresh=False)
         bar.update(max(0, sum(s.bytes_read for s in sources) - bar.n))
@@ -272,7 +271,8 @@ def _text_spill_bytes(task: TokenizeTask) -> int:
 
 def _describe_batch(task: BatchTask) -> str:
     if isinstance(task.documents, list):
-        return f"batch {task.index} (documents read by this process)"
+        first, last = task.documents[0].id, task.documents[-1].id
+        return f"batch {task.index} (documents {first} to {last})"
     return f"batch {task.index} ({task.documents.describe()})"
 
 
