@@ -130,7 +130,7 @@ def _add_mask(sub, common) -> None:
 
 
 def _add_engine_flags(group, config) -> None:
-    from .pipeline.parallel import ENGINES
+    from .pipeline.engines import ENGINES
 
     group.add_argument(
         "--engine",

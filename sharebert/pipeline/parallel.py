@@ -2,7 +2,7 @@
 
 Work is a list of independent tasks, run in a process pool (or, with --engine ray, as Ray tasks: see
 ray_engine.py and docs/cluster.md); results come back in task order, so outputs never depend on the
-number of workers or on the engine. `open_pool` picks the engine.
+number of workers or on the engine. engines.py picks the engine.
 """
 
 from __future__ import annotations
@@ -382,38 +382,6 @@ class WorkerPool:
         """The executor's live worker processes (a private attribute of ProcessPoolExecutor, there from
         CPython 3.8 to 3.13; without it, none)."""
         return list((getattr(self._pool, "_processes", None) or {}).values())
-
-
-ENGINES = ("local", "ray")
-
-
-def check_engine(engine: str, ray_address: str | None) -> None:
-    """The engine settings of a stage's config (--engine, --ray-address)."""
-    from ..errors import ConfigError
-
-    if engine not in ENGINES:
-        raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if ray_address is not None and engine != "ray":
-        raise ConfigError("--ray-address: only used with --engine ray")
-
-
-def open_pool(
-    engine: str,
-    workers: int | None,
-    *,
-    preload: Sequence[str] = (),
-    ray_address: str | None = None,
-    at_most: int | None = None,
-):
-    """The task runner of `engine`: a WorkerPool ("local") or a ray_engine.RayPool ("ray"), both with
-    `workers`, `initialize`, `map_ordered`, `check_shared`, `release` and the context manager.
-    `workers` None: every core here, or every CPU of the Ray cluster; `at_most`: never more workers."""
-    if engine == "ray":
-        from .ray_engine import RayPool
-
-        return RayPool(workers, address=ray_address, at_most=at_most, preload=preload)
-    workers = default_workers() if workers is None else workers
-    return WorkerPool(min(workers, at_most) if at_most else workers, preload=preload)
 
 
 def map_ordered(

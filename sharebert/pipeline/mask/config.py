@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ...errors import ConfigError
 from .. import formats
-from ..parallel import check_engine, default_workers
+from ..engines import check_engine
+from ..parallel import default_workers
 
 MIN_SEQ_LENGTH = 8
 
@@ -28,7 +29,7 @@ class MaskConfig:
     nsp: bool = False
     whole_word_masking: bool = False
     workers: int | None = None  # None: every core (parallel.default_workers), every CPU of a Ray cluster
-    engine: str = "local"  # parallel.ENGINES: this machine's process pool, or a Ray cluster (docs/cluster.md)
+    engine: str = "local"  # engines.ENGINES: this machine's process pool, or a Ray cluster (docs/cluster.md)
     ray_address: str | None = None  # --engine ray: the cluster ("auto", host:port); None: RAY_ADDRESS, or start one
     overwrite: bool = False
     gzip_level: int = formats.HDF5_COMPRESSION_LEVEL

@@ -26,7 +26,7 @@ from ...fileio import atomic_path, remove_stale_parts, sha256_file, write_bytes_
 from ...progress import progress_bar
 from ...tokenization import SpecialIds, read_vocab, replacement_token_ids, special_ids
 from .. import formats
-from ..parallel import open_pool
+from ..engines import open_pool
 from ..run_folder import Layout, RunFolder, UnitRecords
 from .config import MaskConfig
 from .instances import InstanceSpans, ShardTokens, assemble_tokens, build_instance_spans

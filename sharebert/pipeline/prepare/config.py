@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ...errors import ConfigError
 from .. import formats
-from ..parallel import check_engine, default_workers
+from ..engines import check_engine
+from ..parallel import default_workers
 
 INPUT_KINDS = ("wiki", "books", "text", "hf", "builtin")
 DEFAULT_TRAIN_VOCAB = 30522
@@ -37,7 +38,7 @@ class PrepareConfig:
     frac_test: float = 0.1
     seed: int = 42
     workers: int | None = None  # None: every core (parallel.default_workers), every CPU of a Ray cluster
-    engine: str = "local"  # parallel.ENGINES: this machine's process pool, or a Ray cluster (docs/cluster.md)
+    engine: str = "local"  # engines.ENGINES: this machine's process pool, or a Ray cluster (docs/cluster.md)
     ray_address: str | None = None  # --engine ray: the cluster ("auto", host:port); None: RAY_ADDRESS, or start one
     keep_text: bool = False
     overwrite: bool = False

@@ -29,7 +29,7 @@ from ...fileio import write_bytes_atomic, write_json_atomic
 from ...progress import progress_bar
 from ...tokenization import read_vocab
 from .. import formats
-from ..parallel import open_pool
+from ..engines import open_pool
 from ..run_folder import Claim, RunFolder
 from . import output as prepare_output
 from .balance import Placement, place_documents
