@@ -7,6 +7,7 @@ from __future__ import annotations
 import bz2
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -92,6 +93,16 @@ def test_results_in_task_order_and_errors_name_the_task(in_process_cluster):
             list(pool.map_ordered(fails_on_three, range(6), describe=lambda n: f"part {n}"))
         with pytest.raises(DataError, match=r"^input-5\.txt: unreadable$"):  # the project's errors pass as they are
             list(pool.map_ordered(fails_on_three, [5]))
+
+
+def dies(n: int) -> int:
+    os.kill(os.getpid(), signal.SIGKILL)  # the worker process, every time the task runs
+    return n
+
+
+def test_a_task_whose_worker_keeps_dying_stops_the_run_naming_it(in_process_cluster):
+    with RayPool(2) as pool, pytest.raises(DataError, match=r"^shard 7: the Ray worker running it was lost 4 times"):
+        list(pool.map_ordered(dies, [7], describe=lambda n: f"shard {n}"))
 
 
 def test_a_path_a_node_cannot_see_stops_the_run(in_process_cluster, tmp_path):

@@ -203,7 +203,10 @@ class RayPool:
     def _result(self, ref, task, describe: Callable | None):
         """The task's result; its failure as one line naming it (a ShareBertError of its own as is)."""
         exceptions = self._ray.exceptions
-        name = describe(task) if describe is not None else repr(task)[:200]
+
+        def name() -> str:
+            return describe(task) if describe is not None else f"task {repr(task)[:200]}"
+
         try:
             return self._ray.get(ref)
         except exceptions.RayTaskError as e:
@@ -211,10 +214,10 @@ class RayPool:
             if isinstance(cause, ShareBertError):
                 raise cause from None
             log.debug("the task's traceback:\n%s", e)
-            raise DataError(f"{name}: the task failed: {type(cause).__name__}: {_first_line(cause)}") from None
+            raise DataError(f"{name()}: the task failed: {type(cause).__name__}: {_first_line(cause)}") from None
         except (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.ObjectLostError) as e:
             raise DataError(
-                f"{name}: the Ray worker running it was lost {MAX_RETRIES + 1} times ({_first_line(e)})"
+                f"{name()}: the Ray worker running it was lost {MAX_RETRIES + 1} times ({_first_line(e)})"
             ) from None
 
     def _cancel(self, refs: list) -> None:
