@@ -4,6 +4,9 @@ that name them, where they keep their files, and how a median run is picked."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 MB = 1e6
@@ -27,6 +30,16 @@ def benchmark_parser(description: str) -> argparse.ArgumentParser:
         help="a BERT vocab.txt (default: BERT's uncased vocab in ../shared/data beside the checkout)",
     )
     p.add_argument("--work-dir", type=Path, help="keep the files here (default: a temporary folder)")
+    p.add_argument(
+        "--engine",
+        default="local",
+        help="comma-separated engines whose runs are interleaved: local, ray (docs/cluster.md; default local)",
+    )
+    p.add_argument(
+        "--ray-address",
+        help="with ray: a running cluster (default: a `ray start` node of this machine's cores, started for the "
+        "runs and stopped after, so that its start-up is not timed)",
+    )
     p.add_argument("--json", type=Path, help="also write the measurements here")
     return p
 
@@ -42,3 +55,29 @@ def median_run(runs: list[dict]) -> dict:
     chosen = dict(sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2])
     chosen["all_seconds"] = [round(r["seconds"], 2) for r in runs]
     return chosen
+
+
+def engines(args: argparse.Namespace) -> list[str]:
+    chosen = [e.strip() for e in args.engine.split(",") if e.strip()]
+    unknown = set(chosen) - {"local", "ray"}
+    if unknown or not chosen:
+        raise SystemExit(f"--engine: local and/or ray, got {args.engine!r}")
+    return chosen
+
+
+@contextlib.contextmanager
+def ray_address(args: argparse.Namespace, cpus: int) -> Iterator[str | None]:
+    """The cluster the ray runs use: --ray-address, or one started here for them (None: no ray run)."""
+    if "ray" not in engines(args) or args.ray_address:
+        yield args.ray_address
+        return
+    from ray_cluster import ray_cluster
+
+    with ray_cluster([cpus], [Path(__file__).resolve().parents[1]]) as (address, env, _):
+        saved = dict(os.environ)
+        os.environ.update(env)  # the runs' child processes connect with it
+        try:
+            yield address
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)

@@ -8,7 +8,10 @@ What it does (everything under --work-dir, default a temporary folder):
   3. The chain, on one core: `prepare` of that dump with 1 worker, then `mask` at --dup-factor (5) with
      1 worker. Prints MB of text per second for each and for the chain.
   4. `mask` alone on the prepared replica with 1 and with 2 workers: samples/s, tokens/s (real tokens
-     written, [CLS]/[SEP] included), samples/s per worker, the 2-worker speed-up, peak RSS.
+     written, [CLS]/[SEP] included), samples/s per worker, the 2-worker speed-up, peak RSS. With
+     --engine local,ray also on Ray, interleaved, and Ray's throughput as a share of the local pool's per
+     worker count (target >= 90%: docs/cluster.md); Ray runs against --ray-address, or a cluster of this
+     machine's cores started before the runs (its start-up is not timed).
 Each timed run is a fresh child process; its peak RSS is the summed resident memory of its process tree
 (the stage, the fork server, the workers), sampled beside it. Timings include start-up (process pool,
 imports), as a user would see them. Mask runs are repeated (--repeat, interleaved) and the median shown.
@@ -20,6 +23,7 @@ Examples:
   python bench/mask.py                       # >= 30 MB of text, dup-factor 5
   python bench/mask.py --target-mb 2         # smoke test
   python bench/mask.py --json results.json
+  python bench/mask.py --engine local,ray --repeat 5
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's sharebert
 
 # bench/ is on sys.path as the script's folder
-from common import MB, benchmark_parser, median_run, require_inputs
+from common import MB, benchmark_parser, engines, median_run, ray_address, require_inputs
 from process_tree import run_sampled
 from replica import write_replica
 
@@ -45,6 +49,7 @@ from sharebert.pipeline import formats
 # a figure measured on this kind of machine and described in docs/mask.md (Throughput); not measured here (its
 # code is not part of sharebert).
 REFERENCE_CHAIN_SAMPLES_PER_S = (830, 1190)
+TARGET_RAY_SHARE = 0.9  # Ray's throughput / the local pool's, same workers, one machine
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -125,6 +130,25 @@ def manifest_totals(samples: Path) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- the measurements
+def samples_name(engine: str, workers: int) -> str:
+    return f"samples-{workers}" if engine == "local" else f"samples-{engine}-{workers}"
+
+
+def mask_args(args, prepared: Path, work: Path, engine: str, workers: int, address: str | None) -> list[str]:
+    ray = ["--engine", "ray", "--ray-address", address] if engine == "ray" else []
+    return ["mask", str(prepared), "-o", str(work / samples_name(engine, workers)), "--dup-factor",
+            str(args.dup_factor), "--workers", str(workers), "--overwrite", *ray]  # fmt: skip
+
+
+def mask_timings(args, prepared: Path, work: Path, address: str | None) -> dict[tuple[str, int], list[dict]]:
+    """Timed mask runs with 1 and 2 workers on every engine, interleaved (a drift of the machine touches all alike)."""
+    timings = {(engine, workers): [] for engine in ["local", *set(engines(args)) - {"local"}] for workers in (1, 2)}
+    for _ in range(args.repeat):
+        for engine, workers in timings:
+            timings[engine, workers].append(run_child(mask_args(args, prepared, work, engine, workers, address)))
+    return timings
+
+
 def measure(args: argparse.Namespace, work: Path) -> dict:
     require_inputs(args)
     one_copy = work / "one-copy"
@@ -148,18 +172,16 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         f"{tokens_in / prep['seconds']:,.0f} tokens/s"
     )
 
-    def mask_args(workers: int) -> list[str]:
-        return ["mask", str(prepared), "-o", str(work / f"samples-{workers}"), "--dup-factor", str(args.dup_factor),
-                "--workers", str(workers), "--overwrite"]  # fmt: skip
-
-    timings = {1: [], 2: []}
-    for _ in range(args.repeat):  # interleaved, so a drift of the machine touches both worker counts alike
-        for workers in timings:
-            timings[workers].append(run_child(mask_args(workers)))
-    for workers, runs in timings.items():
+    with ray_address(args, 2) as address:
+        timings = mask_timings(args, prepared, work, address)
+    for (engine, workers), runs in timings.items():
         run = median_run(runs)
-        run["peak_rss_mb"] = run_child(mask_args(workers), sample=True)["peak_rss_mb"]  # one more run, sampled
-        samples, tokens = manifest_totals(work / f"samples-{workers}")
+        run["peak_rss_mb"] = (
+            run_child(mask_args(args, prepared, work, engine, workers, address), sample=True)["peak_rss_mb"]
+            if engine == "local"
+            else None
+        )  # one more run, sampled (a Ray cluster's workers are not the run's children)
+        samples, tokens = manifest_totals(work / samples_name(engine, workers))
         run.update(
             samples=samples,
             real_tokens=tokens,
@@ -167,21 +189,34 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             tokens_per_s=tokens / run["seconds"],
             samples_per_s_per_worker=samples / run["seconds"] / workers,
         )
-        results["mask"][workers] = run
+        results.setdefault("mask" if engine == "local" else "mask_ray", {})[workers] = run
         print(
-            f"mask, {workers} worker(s), dup-factor {args.dup_factor}: {run['seconds']:.2f} s "
+            f"mask, {engine}, {workers} worker(s), dup-factor {args.dup_factor}: {run['seconds']:.2f} s "
             f"(median of {args.repeat}: {run['all_seconds']}), "
             f"{samples:,} samples, {run['samples_per_s']:,.0f} samples/s "
             f"({run['samples_per_s_per_worker']:,.0f} per worker; target >= 25,000), "
             f"{run['tokens_per_s']:,.0f} tokens/s, {text_mb / run['seconds']:.2f} MB of text/s, "
             "peak RSS (process tree, one more run) "
-            + ("n/a (no psutil)" if run["peak_rss_mb"] is None else f"{run['peak_rss_mb']:.0f} MB")
+            + (
+                f"{run['peak_rss_mb']:.0f} MB"
+                if run["peak_rss_mb"] is not None
+                else "n/a (no psutil)"
+                if engine == "local"
+                else "n/a (Ray's workers are not the run's children)"
+            )
         )
+    for workers, run in results.get("mask_ray", {}).items():
+        share = results["mask"][workers]["seconds"] / run["seconds"]
+        results.setdefault("ray_share", {})[workers] = share
+        verdict = "ok" if share >= TARGET_RAY_SHARE else "BELOW TARGET"
+        print(f"mask, ray vs local, {workers} worker(s): {share:.1%} of the local throughput (target >= "
+              f"{TARGET_RAY_SHARE:.0%}: {verdict})")  # fmt: skip
     speedup = results["mask"][1]["seconds"] / results["mask"][2]["seconds"]
     same = all(
-        (work / "samples-1" / n).read_bytes() == (work / "samples-2" / n).read_bytes()
+        (work / "samples-1" / n).read_bytes() == (work / samples_name(engine, w) / n).read_bytes()
         for n in os.listdir(work / "samples-1")
         if n.endswith(formats.SAMPLE_SUFFIX)
+        for engine, w in timings
     )
     chain_seconds = prep["seconds"] + results["mask"][1]["seconds"]
     chain_samples_per_s = results["mask"][1]["samples"] / chain_seconds
@@ -190,7 +225,7 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
         speedup_2_workers=speedup, same_bytes=same, chain_seconds=chain_seconds,
         chain_mb_per_s=text_mb / chain_seconds, chain_samples_per_s=chain_samples_per_s,
     )  # fmt: skip
-    print(f"mask, 2 workers vs 1: {speedup:.2f}x (target >= 1.8x); files identical: {same}")
+    print(f"mask, 2 workers vs 1: {speedup:.2f}x (target >= 1.8x); files identical (every run): {same}")
     print(
         f"chain prepare + mask (dup-factor {args.dup_factor}), one core: {chain_seconds:.1f} s, "
         f"{text_mb / chain_seconds:.2f} MB of text/s, {chain_samples_per_s:,.0f} samples/s = "

@@ -7,11 +7,13 @@ What it does (everything under --work-dir, default a temporary folder):
      own, then --pages-per-stream pages per stream, then the closing tag), which prepare's workers
      decompress in parallel; --single-stream writes one bz2 stream, which the main process must
      decompress alone.
-  2. For each worker count (--workers, default 1,2), runs `prepare` on it with the BERT uncased vocab in a
+  2. For each worker count (--workers, default 1,2) and engine (--engine, default local), runs `prepare` on it with the BERT uncased vocab in a
      fresh child process (extraction, segmentation, tokenization, balancing and shard writing: the whole
      stage), --repeat times interleaved (the median is reported), then once more while sampling the
      resident memory and CPU time of the child and its workers (the sampler costs CPU, so that run is
-     not timed).
+     not timed). --engine local,ray: both engines, interleaved, and Ray's throughput as a share of the
+     local pool's per worker count (target >= 90%: docs/cluster.md); Ray runs against --ray-address, or a
+     cluster of this machine's cores started before the runs (its start-up is not timed).
   3. Prints, per worker count: seconds, MB/s of dump XML (uncompressed) in total and per worker,
      tokens/s, documents, peak RSS of the process tree; then the speed-up of the largest worker count
      over 1, and whether the runs wrote identical shards.
@@ -28,6 +30,7 @@ Examples:
   python bench/prepare.py --single-stream     # the same XML as one bz2 stream
   python bench/prepare.py --target-mb 2       # smoke test
   python bench/prepare.py --json results.json
+  python bench/prepare.py --workers 2 --engine local,ray --repeat 5
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's sharebert
 
 # bench/ is on sys.path as the script's folder
-from common import MB, benchmark_parser, median_run, require_inputs
+from common import MB, benchmark_parser, engines, median_run, ray_address, require_inputs
 from process_tree import run_sampled
 from replica import DumpPages, write_replica
 
@@ -51,6 +54,7 @@ from sharebert.pipeline.prepare.quality import count_markup_leaks
 
 TARGET_MB_PER_WORKER = 4.0
 TARGET_SPEEDUP_2 = 1.8
+TARGET_RAY_SHARE = 0.9  # Ray's throughput / the local pool's, same workers, one machine
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -80,6 +84,8 @@ def child(config_json: str) -> None:
         num_test_shards=c["test_shards"],
         workers=c["workers"],
         keep_text=c.get("keep_text", False),
+        engine=c.get("engine", "local"),
+        ray_address=c.get("ray_address"),
     )
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
@@ -131,6 +137,41 @@ def markup_leaks(dump: Path, vocab: Path, output: Path, workers: int) -> dict:
     return count_markup_leaks(texts)
 
 
+def measure_runs(args, work: Path, dump: Path, xml_bytes: int, workers: list[int], address: str | None) -> dict:
+    """Timed runs of every (engine, worker count), interleaved; per pair, the median and a sampled run."""
+    pairs = [(engine, w) for engine in engines(args) for w in workers]
+    runs, timings = {}, {pair: [] for pair in pairs}
+
+    def config(engine: str, w: int) -> dict:
+        return {"output": str(work / f"prepared-{engine}-{w}"), "dump": str(dump), "vocab": str(args.vocab),
+                "train_shards": args.train_shards, "test_shards": args.test_shards, "workers": w, "engine": engine,
+                "ray_address": address if engine == "ray" else None}  # fmt: skip
+
+    for _ in range(args.repeat):  # interleaved, so a drift of the machine touches every pair alike
+        for engine, w in pairs:
+            shutil.rmtree(config(engine, w)["output"], ignore_errors=True)
+            timings[engine, w].append(timed_run(config(engine, w)))
+    for engine, w in pairs:
+        shutil.rmtree(config(engine, w)["output"], ignore_errors=True)
+        memory = timed_run(config(engine, w), sample=True)
+        run = {**median_run(timings[engine, w]), **{k: memory.get(k) for k in ("peak_rss_mb", "cpu_seconds_tree")}}
+        tokens = run["totals"]["train"]["tokens"] + run["totals"]["test"]["tokens"]
+        documents = run["totals"]["train"]["documents"] + run["totals"]["test"]["documents"]
+        mbps = xml_bytes / MB / run["seconds"]
+        run.update(engine=engine, workers=w, xml_mb_per_s=mbps, xml_mb_per_s_per_worker=mbps / w,
+                   tokens_per_s=tokens / run["seconds"], tokens=tokens, documents=documents)  # fmt: skip
+        runs[engine, w] = run
+        verdict = "ok" if mbps / w >= TARGET_MB_PER_WORKER else "BELOW TARGET"
+        print(
+            f"{engine}, workers {w}: {run['seconds']:.2f} s (median of {args.repeat}: {run['all_seconds']}), "
+            f"{mbps:.2f} MB/s of XML ({mbps / w:.2f} per worker, target "
+            f">= {TARGET_MB_PER_WORKER}: {verdict}), {tokens / run['seconds']:,.0f} tokens/s, "
+            f"{documents:,} documents; one more run, sampled: CPU {_figure(run['cpu_seconds_tree'], '.2f')} s, "
+            f"peak RSS (process tree) {_figure(run['peak_rss_mb'], '.0f')} MB"
+        )
+    return runs
+
+
 # ---------------------------------------------------------------- main
 def main(argv=None) -> None:
     args = parse_args(argv)
@@ -154,41 +195,27 @@ def main(argv=None) -> None:
             f"dump: {copies} copies of {args.dump.name}: {xml_bytes / MB:.1f} MB of XML, "
             f"{dump.stat().st_size / MB:.1f} MB bz2, {layout} (built in {time.perf_counter() - started:.1f} s)"
         )
-        runs, timings = {}, {w: [] for w in workers}
-        for _ in range(args.repeat):  # interleaved, so a drift of the machine touches every worker count alike
-            for w in workers:
-                config = {"output": str(work / f"prepared-{w}"), "dump": str(dump), "vocab": str(args.vocab),
-                          "train_shards": args.train_shards, "test_shards": args.test_shards, "workers": w}  # fmt: skip
-                shutil.rmtree(config["output"], ignore_errors=True)
-                timings[w].append(timed_run(config))
-        for w in workers:
-            shutil.rmtree(work / f"prepared-{w}", ignore_errors=True)
-            memory = timed_run({**config, "output": str(work / f"prepared-{w}"), "workers": w}, sample=True)
-            run = {**median_run(timings[w]), **{k: memory.get(k) for k in ("peak_rss_mb", "cpu_seconds_tree")}}
-            tokens = run["totals"]["train"]["tokens"] + run["totals"]["test"]["tokens"]
-            documents = run["totals"]["train"]["documents"] + run["totals"]["test"]["documents"]
-            mbps = xml_bytes / MB / run["seconds"]
-            run.update(workers=w, xml_mb_per_s=mbps, xml_mb_per_s_per_worker=mbps / w,
-                       tokens_per_s=tokens / run["seconds"], tokens=tokens, documents=documents)  # fmt: skip
-            runs[w] = run
-            verdict = "ok" if mbps / w >= TARGET_MB_PER_WORKER else "BELOW TARGET"
-            print(
-                f"workers {w}: {run['seconds']:.2f} s (median of {args.repeat}: {run['all_seconds']}), "
-                f"{mbps:.2f} MB/s of XML ({mbps / w:.2f} per worker, target "
-                f">= {TARGET_MB_PER_WORKER}: {verdict}), {tokens / run['seconds']:,.0f} tokens/s, "
-                f"{documents:,} documents; one more run, sampled: CPU {_figure(run['cpu_seconds_tree'], '.2f')} s, "
-                f"peak RSS (process tree) {_figure(run['peak_rss_mb'], '.0f')} MB"
-            )
+        with ray_address(args, max(workers)) as address:
+            runs = measure_runs(args, work, dump, xml_bytes, workers, address)
         summary = {"xml_mb": xml_bytes / MB, "copies": copies, "layout": layout, "runs": list(runs.values())}
-        if 1 in runs and len(runs) > 1:
-            most = max(runs)
-            speedup = runs[1]["seconds"] / runs[most]["seconds"]
+        local = {w: run for (engine, w), run in runs.items() if engine == "local"}
+        if 1 in local and len(local) > 1:
+            most = max(local)
+            speedup = local[1]["seconds"] / local[most]["seconds"]
             summary["speedup"] = {"workers": most, "value": speedup}
             target = f" (target >= {TARGET_SPEEDUP_2}: {'ok' if speedup >= TARGET_SPEEDUP_2 else 'BELOW TARGET'})"
             print(f"speed-up {most} workers vs 1: {speedup:.2f}x" + (target if most == 2 else ""))
+        for (engine, w), run in runs.items():
+            if engine == "ray" and ("local", w) in runs:
+                share = runs["local", w]["seconds"] / run["seconds"]
+                summary.setdefault("ray_share", {})[w] = share
+                verdict = "ok" if share >= TARGET_RAY_SHARE else "BELOW TARGET"
+                print(f"ray vs local, {w} worker(s): {share:.1%} of the local throughput (target >= "
+                      f"{TARGET_RAY_SHARE:.0%}: {verdict})")  # fmt: skip
+        if len(runs) > 1:
             identical = len({tuple(r["shards"]) for r in runs.values()}) == 1
             summary["identical_output"] = identical
-            print(f"identical shards for every worker count: {'yes' if identical else 'NO'}")
+            print(f"identical shards for every worker count and engine: {'yes' if identical else 'NO'}")
         leaks = markup_leaks(args.dump, args.vocab, work / "prepared-text", max(workers))
         summary["markup_leaks"] = leaks
         found = ", ".join(f"{name} {count}" for name, count in leaks["counts"].items())

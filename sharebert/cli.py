@@ -73,6 +73,7 @@ def _add_prepare(sub, common) -> None:
     out.add_argument(
         "--workers", type=int, metavar="N", help="processes (default: all cores); output is the same for any N"
     )
+    _add_engine_flags(out, PrepareConfig)
 
     def run_prepare(args) -> int:
         from .pipeline.prepare.stage import prepare
@@ -116,6 +117,7 @@ def _add_mask(sub, common) -> None:
     p.add_argument(
         "--workers", type=int, metavar="N", help="processes (default: all cores); the output is the same for any N"
     )
+    _add_engine_flags(p, MaskConfig)
     p.add_argument("--overwrite", action="store_true", default=None, help="replace samples made with other settings")
     p.add_argument("--gzip-level", type=int, metavar="L", help=shown("gzip_level", "HDF5 gzip level 0-9"))
     p.add_argument(
@@ -125,6 +127,23 @@ def _add_mask(sub, common) -> None:
         "--vocab", metavar="VOCAB_TXT", help="with --validate-only: the vocab (needed without manifest.json)"
     )
     p.set_defaults(func=_run_mask)
+
+
+def _add_engine_flags(group, config) -> None:
+    from .pipeline.engines import ENGINES
+
+    group.add_argument(
+        "--engine",
+        choices=ENGINES,
+        help=with_default(
+            "where tasks run: this machine's processes, or a Ray cluster (docs/cluster.md); same output",
+            config,
+            "engine",
+        ),
+    )
+    group.add_argument("--ray-address", metavar="ADDRESS",
+                       help="with --engine ray: the cluster to join (auto, HOST:PORT; default: RAY_ADDRESS, "
+                       "else a cluster of this machine's cores)")  # fmt: skip
 
 
 def given(args, names) -> dict:
@@ -137,8 +156,9 @@ def _shown_default(config, dest: str, text: str) -> str:
 
 
 _PREPARE_OPTIONS = ("vocab", "train_vocab", "lowercase", "num_train_shards", "num_test_shards", "frac_test", "seed",
-                    "workers", "keep_text", "overwrite", "text_column", "hf_split")  # fmt: skip
-_MASK_ONLY_OPTIONS = ("output", "short_seq_prob", "dup_factor", "seed", "nsp", "overwrite", "gzip_level")
+                    "workers", "engine", "ray_address", "keep_text", "overwrite", "text_column", "hf_split")  # fmt: skip
+_MASK_ONLY_OPTIONS = ("output", "short_seq_prob", "dup_factor", "seed", "nsp", "overwrite", "gzip_level", "engine",
+                      "ray_address")  # fmt: skip
 _SHARED_MASK_OPTIONS = ("max_seq_length", "max_predictions_per_seq", "masked_lm_prob", "whole_word_masking")
 
 

@@ -1,7 +1,8 @@
 """The task runner shared by `prepare` and `mask`.
 
-Work is a list of independent tasks, run in a process pool; results come back in task order, so
-outputs never depend on the number of workers.
+Work is a list of independent tasks, run in a process pool (or, with --engine ray, as Ray tasks: see
+ray_engine.py and docs/cluster.md); results come back in task order, so outputs never depend on the
+number of workers or on the engine. engines.py picks the engine.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -40,6 +42,11 @@ def default_workers() -> int:
 
 def _init_worker(parent_pid: int | None, initializer: Callable | None, initargs: tuple) -> None:
     _die_with_parent(os.getppid() if parent_pid is None else parent_pid)
+    set_up_task_process(initializer, initargs)
+
+
+def set_up_task_process(initializer: Callable | None, initargs: tuple) -> None:
+    """What every process that runs tasks does before its first one, whatever the engine started it."""
     # One core's worth of threads: the environment for libraries still to start (pyarrow sizes its pool
     # by OMP_NUM_THREADS), and pyarrow's pool itself where a forked worker inherits it at its parent's size.
     os.environ.update(_ONE_THREAD)
@@ -243,6 +250,7 @@ class WorkerPool:
         tasks: Iterable[T],
         max_in_flight: int | None = None,
         cost: Callable[[T], float] | None = None,
+        describe: Callable[[T], str] | None = None,
     ) -> Iterator[R]:
         """Yield fn(task) for every task, in task order; at most `max_in_flight` (default 2 per worker)
         tasks (and one more) are read and not yet done at once, so a long task list never floods memory.
@@ -250,6 +258,9 @@ class WorkerPool:
         With `cost` (an estimate of a task's work), the largest task read and not yet started goes
         next, so the small ones come last and the run does not end on one long task while the other
         workers idle. Results still come in task order (a result waits for the older ones).
+
+        `describe` names a task (its input part or shard) in the errors of engines whose failures would
+        not name it themselves (a Ray worker lost); here a task's own exception reaches the caller as is.
         """
         self._mapped = True
         if self.workers <= 1:
@@ -332,6 +343,9 @@ class WorkerPool:
         from multiprocessing import forkserver
 
         return getattr(forkserver._forkserver, "_forkserver_pid", None)
+
+    def check_shared(self, readable: Sequence[Path], writable: Sequence[Path]) -> None:
+        """Every worker runs on this machine and sees what this process sees: nothing to check."""
 
     def release(self) -> None:
         """Let the workers exit now, while this process goes on; `close` (or leaving the `with`) waits

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ...errors import ConfigError
 from .. import formats
+from ..engines import check_engine
 from ..parallel import default_workers
 
 MIN_SEQ_LENGTH = 8
@@ -27,14 +28,17 @@ class MaskConfig:
     seed: int = 42
     nsp: bool = False
     whole_word_masking: bool = False
-    workers: int | None = None  # None: every core (parallel.default_workers)
+    workers: int | None = None  # None: every core (parallel.default_workers), every CPU of a Ray cluster
+    engine: str = "local"  # engines.ENGINES: this machine's process pool, or a Ray cluster (docs/cluster.md)
+    ray_address: str | None = None  # --engine ray: the cluster ("auto", host:port); None: RAY_ADDRESS, or start one
     overwrite: bool = False
     gzip_level: int = formats.HDF5_COMPRESSION_LEVEL
 
     def __post_init__(self):
         object.__setattr__(self, "prepared_dir", Path(self.prepared_dir))
         object.__setattr__(self, "output_dir", Path(self.output_dir))
-        if self.workers is None:
+        check_engine(self.engine, self.ray_address)
+        if self.workers is None and self.engine == "local":
             object.__setattr__(self, "workers", default_workers())
         if self.max_seq_length < MIN_SEQ_LENGTH:
             raise ConfigError(f"max_seq_length must be at least {MIN_SEQ_LENGTH}, got {self.max_seq_length}")
@@ -51,7 +55,7 @@ class MaskConfig:
             raise ConfigError(f"dup_factor must be at least 1, got {self.dup_factor}")
         if self.seed < 0:
             raise ConfigError(f"seed must be non-negative, got {self.seed}")
-        if self.workers < 1:
+        if self.workers is not None and self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         if not 0 <= self.gzip_level <= 9:
             raise ConfigError(f"gzip_level must be in [0, 9], got {self.gzip_level}")

@@ -23,11 +23,11 @@ import numpy as np
 
 from ... import __version__
 from ...errors import DataError, file_error
-from ...fileio import atomic_path, sha256_file, space_needed, write_bytes_atomic
+from ...fileio import atomic_path, remove_stale_parts, sha256_file, space_needed, write_bytes_atomic
 from ...progress import progress_bar
 from ...tokenization import SpecialIds, read_vocab, replacement_token_ids, special_ids
 from .. import formats
-from ..parallel import WorkerPool
+from ..engines import open_pool
 from ..run_folder import Layout, RunFolder, UnitRecords
 from .config import MaskConfig
 from .instances import InstanceSpans, ShardTokens, assemble_tokens, build_instance_spans
@@ -91,10 +91,15 @@ def _mask(config: MaskConfig) -> formats.Manifest:
     started = time.perf_counter()
     info = formats.read_prepare_info(config.prepared_dir)
     tasks = _make_tasks(info, config.dup_factor)
-    workers = min(config.workers, max(len(tasks), 1))
     folder = RunFolder(config.output_dir, LAYOUT)
     # The workers' fork server boots (imports numpy, h5py, pyarrow) while this process does its own set-up.
-    with WorkerPool(workers, preload=WORKER_MODULES) as pool:
+    with open_pool(
+        config.engine,
+        config.workers,
+        preload=WORKER_MODULES,
+        ray_address=config.ray_address,
+        at_most=max(len(tasks), 1),
+    ) as pool:
         vocab_path = config.prepared_dir / formats.VOCAB_FILE
         vocab = read_vocab(vocab_path)
         vocab_info = _vocab_info(vocab_path, vocab, info)
@@ -105,6 +110,7 @@ def _mask(config: MaskConfig) -> formats.Manifest:
             "vocab_sha256": vocab_info["sha256"],
         }
         folder.claim(state, overwrite=config.overwrite)
+        pool.check_shared(readable=[config.prepared_dir], writable=[folder.work])
         write_bytes_atomic(config.output_dir / formats.VOCAB_FILE, vocab_path.read_bytes())
         log.info(
             "%s: %d shards x %d duplicates -> %d files in %s, %d workers",
@@ -113,25 +119,32 @@ def _mask(config: MaskConfig) -> formats.Manifest:
             config.dup_factor,
             len(tasks),
             config.output_dir,
-            workers,
+            pool.workers,
         )
         results = _make_files(pool, tasks, config.dup_factor)
         pool.release()  # the workers exit while the manifest is written
         manifest = _build_manifest(config, info, vocab_info, results)
         formats.write_manifest(config.output_dir, manifest)
+    for unfinished in (config.output_dir, folder.records.folder):  # files of tasks whose worker was killed and rerun
+        remove_stale_parts(unfinished)
     _log_summary(config, manifest, results, time.perf_counter() - started)
     return manifest
 
 
-def _make_files(pool: WorkerPool, tasks: list[_Task], dup_factor: int) -> list[_Result]:
+def _make_files(pool, tasks: list[_Task], dup_factor: int) -> list[_Result]:
     results, samples = [], 0
     with progress_bar(total=len(tasks), unit="file", desc="mask") as bar:
-        for group in pool.map_ordered(_run_tasks, _group_tasks(tasks, dup_factor, pool.workers)):
+        groups = _group_tasks(tasks, dup_factor, pool.workers)
+        for group in pool.map_ordered(_run_tasks, groups, describe=_describe_group):
             results.extend(group)
             samples += sum(r.counts.samples for r in group)
             bar.update(len(group))
             bar.set_postfix(samples=f"{samples:,}", refresh=False)
     return results
+
+
+def _describe_group(group: list[_Task]) -> str:
+    return f"{group[0].shard_file} (duplicates {group[0].duplicate}-{group[-1].duplicate})"
 
 
 def _vocab_info(vocab_path: Path, vocab: list[str], info: dict) -> dict:

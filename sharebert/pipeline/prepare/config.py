@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ...errors import ConfigError
 from .. import formats
+from ..engines import check_engine
 from ..parallel import default_workers
 
 INPUT_KINDS = ("wiki", "books", "text", "hf", "builtin")
@@ -36,7 +37,9 @@ class PrepareConfig:
     num_test_shards: int = 2
     frac_test: float = 0.1
     seed: int = 42
-    workers: int | None = None  # None: every core (parallel.default_workers)
+    workers: int | None = None  # None: every core (parallel.default_workers), every CPU of a Ray cluster
+    engine: str = "local"  # engines.ENGINES: this machine's process pool, or a Ray cluster (docs/cluster.md)
+    ray_address: str | None = None  # --engine ray: the cluster ("auto", host:port); None: RAY_ADDRESS, or start one
     keep_text: bool = False
     overwrite: bool = False
     text_column: str = "text"
@@ -70,9 +73,11 @@ class PrepareConfig:
         _check_int("--num-train-shards", self.num_train_shards, 1, MAX_SHARDS)
         _check_int("--num-test-shards", self.num_test_shards, 0, MAX_SHARDS)
         _check_int("--seed", self.seed, 0, 2**63 - 1)
-        if self.workers is None:
+        check_engine(self.engine, self.ray_address)
+        if self.workers is None and self.engine == "local":
             self.workers = default_workers()
-        _check_int("--workers", self.workers, 1, 4096)
+        if self.workers is not None:
+            _check_int("--workers", self.workers, 1, 4096)
         if not (isinstance(self.frac_test, (int, float)) and 0.0 <= self.frac_test < 1.0):
             raise ConfigError(f"--frac-test must be in [0, 1), got {self.frac_test!r}")
         if self.num_test_shards > 0 and self.frac_test == 0:

@@ -100,3 +100,7 @@ class DocumentPart(Protocol):
     def estimated_chars(self) -> int:
         """About how many characters of raw text the part holds (to schedule the largest parts first)."""
         ...
+
+    def describe(self) -> str:
+        """The part in an error message: its file and where in it."""
+        ...

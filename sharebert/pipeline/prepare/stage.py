@@ -29,7 +29,7 @@ from ...fileio import folder_bytes, space_needed, write_bytes_atomic, write_json
 from ...progress import progress_bar
 from ...tokenization import read_vocab
 from .. import formats
-from ..parallel import WorkerPool
+from ..engines import open_pool
 from ..run_folder import Claim, RunFolder
 from . import output as prepare_output
 from .balance import Placement, place_documents
@@ -77,12 +77,13 @@ def _prepare(config: PrepareConfig) -> dict:
     started = time.perf_counter()
     # The workers' fork server boots in the background while the inputs are checked.
     folder = prepare_output.run_folder(config)
-    with WorkerPool(config.workers, preload=WORKER_MODULES) as pool:
-        sources, given, existing = _begin(config, folder)
+    with open_pool(config.engine, config.workers, preload=WORKER_MODULES, ray_address=config.ray_address) as pool:
+        sources, given, existing = _begin(config, folder, pool.workers)
         if existing is not None:
             log.info("%s already holds this run (same inputs and settings): nothing to do", config.output_dir)
             return existing
         work = folder.work
+        pool.check_shared(readable=_input_paths(config), writable=[work])
         spills, results, stats, vocab_path, trained = _tokenized_spills(config, sources, work, pool, given)
         log.debug("phase 1 (read, clean, split, tokenize): %.2f s", time.perf_counter() - started)
         doc_tokens = np.concatenate([r.tokens for r in results]) if results else np.zeros(0, np.int64)
@@ -111,7 +112,9 @@ def _prepare(config: PrepareConfig) -> dict:
     return info
 
 
-def _begin(config: PrepareConfig, folder: RunFolder) -> tuple[list[Source], Tokenization | None, dict | None]:
+def _begin(
+    config: PrepareConfig, folder: RunFolder, workers: int
+) -> tuple[list[Source], Tokenization | None, dict | None]:
     """Check inputs and vocab, claim the output folder: (sources, tokenization of --vocab, finished run's info)."""
     if config.used_default_input:
         log.info("no input given: using the built-in corpus (pydoc topics and standard-library docstrings)")
@@ -131,9 +134,15 @@ def _begin(config: PrepareConfig, folder: RunFolder) -> tuple[list[Source], Toke
         log.info(
             "prepare: %d input(s), %.1f MB -> %s (%d train + %d test shards, %d worker(s))",
             len(sources), sum(s.size() for s in sources) / 1e6, config.output_dir,
-            config.num_train_shards, config.num_test_shards, config.workers,
+            config.num_train_shards, config.num_test_shards, workers,
         )  # fmt: skip
     return sources, given, existing
+
+
+def _input_paths(config: PrepareConfig) -> list[Path]:
+    """The files and folders that tasks read (a hub dataset and the built-in corpus are read here)."""
+    paths = [Path(spec.path) for spec in config.inputs if spec.kind in ("wiki", "books", "text")]
+    return paths + ([config.vocab] if config.vocab is not None else [])
 
 
 def _check_output_apart_from_inputs(config: PrepareConfig) -> None:
@@ -206,7 +215,7 @@ def _tokenized_spills(config, sources, work, pool, given: Tokenization | None):
         alphabet,
         trained_vocab,
         total=sum(int(r.sentences.sum()) for r in text_results),
-        parallel=config.workers > 1,
+        parallel=pool.workers > 1,
     )
     trained_size = len(read_vocab(trained_vocab))  # the trainer's output must be a valid BERT vocab
     if trained_size < config.train_vocab:
@@ -220,7 +229,7 @@ def _tokenized_spills(config, sources, work, pool, given: Tokenization | None):
     )
     with progress_bar(total=len(spills), unit="batch", desc="tokenize") as bar:
         results = []
-        for result in pool.map_ordered(tokenize_spill, tasks, cost=_text_spill_bytes):
+        for result in pool.map_ordered(tokenize_spill, tasks, cost=_text_spill_bytes, describe=_describe_tokenize):
             results.append(result)
             bar.update(1)
     return spills, results, stats, trained_vocab, True
@@ -233,13 +242,11 @@ def _run_batches(config, sources, stats, work, pool, tokenization):
     desc = "read+tokenize" if tokenization else "read+split"
     with progress_bar(total=total_bytes or None, unit="B", unit_scale=True, desc=desc) as bar:
         read_by_workers: dict[int, ReadStats] = {}  # batch index -> the stats its part's reading adds to
+        read_when_cut: dict[int, int] = {}  # batch index -> input bytes read up to its end
 
         def tasks() -> Iterator[BatchTask]:
-            done_bytes = 0
             for index, (documents, part_stats) in enumerate(_batches(sources, stats)):
-                read = sum(s.bytes_read for s in sources)
-                bar.update(read - done_bytes)
-                done_bytes = read
+                read_when_cut[index] = sum(s.bytes_read for s in sources)
                 spill = work / formats.spill_file_name(index, tokenized=tokenization is not None)
                 spills.append(spill)
                 if part_stats is not None:
@@ -248,10 +255,14 @@ def _run_batches(config, sources, stats, work, pool, tokenization):
 
         documents = 0
         # Reading runs ahead of the workers (4 batches each) so they never wait, also while they start.
-        for result in pool.map_ordered(process_batch, tasks(), max_in_flight=4 * pool.workers, cost=_batch_chars):
+        in_flight = 4 * pool.workers
+        for result in pool.map_ordered(
+            process_batch, tasks(), max_in_flight=in_flight, cost=_batch_chars, describe=_describe_batch
+        ):
             results.append(result)
             if result.index in read_by_workers:
                 read_by_workers.pop(result.index).add(result.read_stats)
+            bar.update(max(0, read_when_cut.pop(result.index) - bar.n))  # the bytes of finished batches
             documents += len(result.tokens)
             bar.set_postfix(documents=f"{documents:,}", refresh=False)
         bar.update(max(0, sum(s.bytes_read for s in sources) - bar.n))
@@ -261,6 +272,17 @@ def _run_batches(config, sources, stats, work, pool, tokenization):
 def _text_spill_bytes(task: TokenizeTask) -> int:
     path = Path(task.text_spill)
     return path.stat().st_size if path.exists() else 0  # gone: tokenized by an earlier run
+
+
+def _describe_batch(task: BatchTask) -> str:
+    if isinstance(task.documents, list):
+        first, last = task.documents[0].id, task.documents[-1].id
+        return f"batch {task.index} (documents {first} to {last})"
+    return f"batch {task.index} ({task.documents.describe()})"
+
+
+def _describe_tokenize(task: TokenizeTask) -> str:
+    return f"batch {task.index} (tokenizing {task.text_spill})"
 
 
 def _batch_chars(task: BatchTask) -> int:
@@ -345,7 +367,7 @@ def shard_specs(num_train: int, num_test: int) -> list[ShardSpec]:
 
 def _write_shards(config, spills, results, folder: RunFolder, pool) -> list[dict]:
     specs = shard_specs(config.num_train_shards, config.num_test_shards)
-    per_task = min(math.ceil(len(specs) / config.workers), MAX_SHARDS_PER_TASK)
+    per_task = min(math.ceil(len(specs) / pool.workers), MAX_SHARDS_PER_TASK)
     tasks = [
         ShardGroupTask(
             shards=specs[i : i + per_task],
@@ -360,10 +382,15 @@ def _write_shards(config, spills, results, folder: RunFolder, pool) -> list[dict
     ]
     records: list[dict] = []
     with progress_bar(total=len(specs), unit="shard", desc="write shards") as bar:
-        for group in pool.map_ordered(write_shard_group, tasks):
+        for group in pool.map_ordered(write_shard_group, tasks, describe=_describe_shards):
             records.extend(group)
             bar.update(len(group))
     return records
+
+
+def _describe_shards(task: ShardGroupTask) -> str:
+    names = [s.file for s in task.shards]
+    return names[0] if len(names) == 1 else f"shards {names[0]} to {names[-1]}"
 
 
 def _describe_inputs(sources: list[Source]) -> str:

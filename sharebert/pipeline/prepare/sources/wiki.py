@@ -132,6 +132,9 @@ class DumpPart:
     def estimated_chars(self) -> int:
         return (self.end - self.start) * BZ2_RATIO
 
+    def describe(self) -> str:
+        return f"{self.path} bytes {self.start}-{self.end}"
+
     def documents(self, stats: ReadStats) -> list[RawDocument]:
         path = Path(self.path)
         parser, handler = _make_parser()
