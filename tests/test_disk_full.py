@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from launcher_env import run_sharebert
 from mask_fixtures import small_prepared_dir, write_vocab
 
-import sharebert
 from sharebert.errors import DataError
 from sharebert.fileio import (
     DiskFullError,
@@ -28,8 +28,6 @@ from sharebert.fileio import (
 from sharebert.pipeline import formats
 from sharebert.pipeline.run_folder import UnitRecords
 
-REPO = Path(sharebert.__file__).resolve().parents[1]
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 HDF5_FULL = RuntimeError(
     "Can't decrement id ref count (file write failed: time = now, filename = '/x/.a.hdf5.1.part', "
     "file descriptor = 3, errno = 28, error message = 'No space left on device')"
@@ -154,14 +152,6 @@ def small_disk(folder: Path, size: str):
         subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
-def _sharebert(*argv) -> subprocess.CompletedProcess:
-    # Without the launcher's variables, which an in-process pretrain test leaves behind (its port is taken).
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
-    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "sharebert", *map(str, argv), "-q"]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-
 def _one_line_disk_full(run: subprocess.CompletedProcess, stage: str, folder: Path) -> None:
     assert run.returncode == 2, run.stderr  # before the fix: -11 (SIGSEGV) in mask, 1 (traceback) in prepare
     lines = run.stderr.strip().splitlines()
@@ -181,12 +171,12 @@ def test_mask_on_a_full_disk_says_so_and_a_rerun_with_space_resumes(tmp_path, si
     vocab = write_vocab(tmp_path / "vocab.txt")
     prepared = small_prepared_dir(tmp_path / "prepared", vocab, train_shards=3, docs=100)
     args = ["--dup-factor", 3, "--workers", workers]
-    assert _sharebert("mask", prepared, "-o", tmp_path / "reference", *args).returncode == 0
+    assert run_sharebert("mask", prepared, "-o", tmp_path / "reference", *args).returncode == 0
     with small_disk(tmp_path / "disk", size) as disk:
         out = disk / "samples"
-        _one_line_disk_full(_sharebert("mask", prepared, "-o", out, *args), "mask", out)
+        _one_line_disk_full(run_sharebert("mask", prepared, "-o", out, *args), "mask", out)
         subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
-        rerun = _sharebert("mask", prepared, "-o", out, *args)
+        rerun = run_sharebert("mask", prepared, "-o", out, *args)
         assert rerun.returncode == 0, rerun.stderr
         assert _contents(out) == _contents(tmp_path / "reference")
         assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [formats.MASK_STATE_DIR]
@@ -194,12 +184,12 @@ def test_mask_on_a_full_disk_says_so_and_a_rerun_with_space_resumes(tmp_path, si
 
 def test_prepare_on_a_full_disk_says_so_and_a_rerun_with_space_resumes(tmp_path):
     args = ["--num-train-shards", 4, "--workers", 2]
-    assert _sharebert("prepare", "-o", tmp_path / "reference", *args).returncode == 0
+    assert run_sharebert("prepare", "-o", tmp_path / "reference", *args).returncode == 0
     with small_disk(tmp_path / "disk", "300k") as disk:
         out = disk / "prepared"
-        _one_line_disk_full(_sharebert("prepare", "-o", out, *args), "prepare", out)
+        _one_line_disk_full(run_sharebert("prepare", "-o", out, *args), "prepare", out)
         subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
-        rerun = _sharebert("prepare", "-o", out, *args)
+        rerun = run_sharebert("prepare", "-o", out, *args)
         assert rerun.returncode == 0, rerun.stderr
         assert _contents(out) == _contents(tmp_path / "reference")
         assert sorted(p.name for p in out.iterdir()) == sorted(_contents(out))  # no work folder, no temp files
@@ -212,11 +202,11 @@ def test_pretrain_on_a_full_disk_says_so_and_resumes_to_the_same_model(tmp_path)
     args = ["--dataset_path", samples, "--preset", "tiny", "--train_batch_size", 16]
     args += ["--train_micro_batch_size_per_gpu", 8, "--max_steps", 3, "--checkpoint_steps", 1]
     reference = tmp_path / "reference"
-    assert _sharebert("pretrain", *args, "--output_dir", reference).returncode == 0
+    assert run_sharebert("pretrain", *args, "--output_dir", reference).returncode == 0
     with small_disk(tmp_path / "disk", "2m") as disk:  # full while saving the second checkpoint
         run = disk / "run"
-        _one_line_disk_full(_sharebert("pretrain", *args, "--output_dir", run), "pretrain", run / "checkpoints")
+        _one_line_disk_full(run_sharebert("pretrain", *args, "--output_dir", run), "pretrain", run / "checkpoints")
         subprocess.run(["mount", "-o", "remount,size=20m", str(disk)], check=True)
-        resumed = _sharebert("pretrain", *args, "--output_dir", run, "--resume")
+        resumed = run_sharebert("pretrain", *args, "--output_dir", run, "--resume")
         assert resumed.returncode == 0, resumed.stderr
         assert _contents(run / "model") == _contents(reference / "model")

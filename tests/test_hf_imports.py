@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from launcher_env import subprocess_env
 from samples_fixture import pretrain_argv, write_samples
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -25,7 +26,7 @@ assert main({pretrain_argv(samples, tmp_path / "run", run_flags)!r}) == 0
 assert main(["export-hf", {str(tmp_path / "run" / "model")!r}, "-o", {str(tmp_path / "hf")!r}, "-q"]) == 0
 print("transformers" in sys.modules)
 """
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    env = subprocess_env(PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "False"

@@ -10,12 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from launcher_env import run_sharebert
 from mask_fixtures import small_prepared_dir, write_vocab
-
-import sharebert
-
-REPO = Path(sharebert.__file__).resolve().parents[1]
-LAUNCHER_VARIABLES = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
 @contextlib.contextmanager
@@ -33,13 +29,6 @@ def read_only_disk(folder: Path):
         subprocess.run(["umount", "-l", str(folder)], check=True)
 
 
-def _sharebert(*argv) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in LAUNCHER_VARIABLES}
-    env.update(PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
-    command = [sys.executable, "-m", "sharebert", *map(str, argv), "-q"]
-    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-
-
 def _one_line_unwritable(run: subprocess.CompletedProcess, stage: str, folder: Path) -> None:
     assert run.returncode == 2, run.stderr  # before the fix: 1, an OSError traceback
     assert (
@@ -49,10 +38,10 @@ def _one_line_unwritable(run: subprocess.CompletedProcess, stage: str, folder: P
 
 def test_prepare_into_a_folder_on_a_read_only_filesystem_is_one_line(tmp_path):
     with read_only_disk(tmp_path / "disk") as out:
-        _one_line_unwritable(_sharebert("prepare", "-o", out), "prepare", out)
+        _one_line_unwritable(run_sharebert("prepare", "-o", out), "prepare", out)
 
 
 def test_mask_into_a_folder_on_a_read_only_filesystem_is_one_line(tmp_path):
     prepared = small_prepared_dir(tmp_path / "prepared", write_vocab(tmp_path / "vocab.txt"), train_shards=1, docs=20)
     with read_only_disk(tmp_path / "disk") as out:
-        _one_line_unwritable(_sharebert("mask", prepared, "-o", out), "mask", out)
+        _one_line_unwritable(run_sharebert("mask", prepared, "-o", out), "mask", out)
