@@ -6,12 +6,15 @@ import contextlib
 import errno
 import hashlib
 import json
+import logging
 import os
 import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from .errors import DataError, ShareBertError, file_error
+
+log = logging.getLogger(__name__)
 
 PART_SUFFIX = ".part"
 
@@ -65,6 +68,53 @@ def _umask() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
     return umask
+
+
+@contextlib.contextmanager
+def replacing_folder(folder: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary sibling folder (.NAME.partial-PID) to write a whole folder into; on success it
+    replaces `folder` (an existing one is moved aside to .NAME.old-PID, then removed), on error it is
+    removed. What processes killed while doing this left beside `folder` is cleaned up first."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_folders(folder)
+    partial, old = (folder.with_name(f".{folder.name}.{kind}-{os.getpid()}") for kind in ("partial", "old"))
+    shutil.rmtree(partial, ignore_errors=True)
+    try:
+        yield partial
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    if folder.exists():
+        folder.rename(old)
+    partial.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_stale_folders(folder: str | os.PathLike) -> None:
+    """Remove what replacing_folder(folder) left when its process was killed (.NAME.partial-PID,
+    .NAME.old-PID of processes no longer running); an old folder comes back when it is the only copy."""
+    folder = Path(folder)
+    for path in folder.parent.glob(f".{folder.name}.*-*"):
+        kind, _, pid = path.name[len(folder.name) + 2 :].partition("-")
+        if kind not in ("partial", "old") or not pid.isdigit() or _process_running(int(pid)):
+            continue
+        if kind == "old" and not folder.exists():
+            with contextlib.suppress(OSError):  # another process of the same launch may have done it
+                path.rename(folder)
+        else:
+            log.info("removing %s, left by an interrupted write of %s", path, folder.name)
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def _process_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's
+    return True
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:

@@ -18,13 +18,14 @@ from test_pipeline_run_folder import IDENTITY, TOLD
 
 from sharebert.cli import main
 from sharebert.errors import DataError
+from sharebert.fileio import remove_stale_folders
 from sharebert.pipeline import formats
 from sharebert.pipeline.mask.stage import MaskConfig, mask
 from sharebert.pipeline.run_folder import Claim, RunFolder
 from sharebert.trainer.model.modeling import ShareBertConfig, ShareBertForMaskedLM
 from sharebert.trainer.pretrain import checkpoint as checkpoint_module
 from sharebert.trainer.pretrain.checkpoint import Checkpoints
-from sharebert.trainer.pretrain.preflight import remove_stale_exports, write_model_folder
+from sharebert.trainer.pretrain.preflight import write_model_folder
 
 
 def test_a_complete_run_removes_a_work_folder_left_by_a_kill_after_its_finished_file(tmp_path):
@@ -49,7 +50,7 @@ def test_stale_exports_of_dead_processes_are_removed_and_live_ones_kept(tmp_path
     dead, alive = _dead_pid(), os.getpid()
     for name in (f".model.partial-{dead}", f".model.old-{dead}", f".model.partial-{alive}", ".modelx.partial-1"):
         (tmp_path / name).mkdir()
-    remove_stale_exports(model)
+    remove_stale_folders(model)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".model.partial-" + str(alive), ".modelx.partial-1", "model"]
 
 
@@ -57,7 +58,7 @@ def test_an_old_model_folder_comes_back_when_the_export_died_before_replacing_it
     old = tmp_path / f".model.old-{_dead_pid()}"
     old.mkdir()
     (old / "config.json").write_text("{}")
-    remove_stale_exports(tmp_path / "model")
+    remove_stale_folders(tmp_path / "model")
     assert [p.name for p in tmp_path.iterdir()] == ["model"] and (tmp_path / "model" / "config.json").exists()
 
 

@@ -13,8 +13,6 @@ The output folder is built under a temporary name and renamed: a failed export l
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -23,7 +21,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import ConfigError, file_error
-from ..fileio import write_json_atomic
+from ..fileio import replacing_folder, write_json_atomic
 from ..pipeline.formats import VOCAB_FILE
 from ..trainer.model.io import CONFIG_FILE, recorded_lowercase, weight_shapes
 from ..trainer.model.modeling import (
@@ -82,16 +80,9 @@ def export_onnx(config: OnnxExportConfig) -> dict:
         )
     if not (config.model_dir / VOCAB_FILE).is_file():
         raise file_error(config.model_dir / VOCAB_FILE, "missing: the export carries the model's vocab")
-    staging = config.output_dir.parent / f".{config.output_dir.name}.export-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    try:
+    with replacing_folder(config.output_dir) as staging:  # (an existing folder was checked empty above)
+        staging.mkdir()
         info = _write_export(config, task, model, staging)
-        if config.output_dir.is_dir():
-            config.output_dir.rmdir()  # checked empty above
-        staging.rename(config.output_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     log.info("exported %s (%s) to %s", config.model_dir, config.quantize or "fp32", config.output_dir)
     return info
 

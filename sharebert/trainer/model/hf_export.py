@@ -8,12 +8,10 @@ and the remote code. The output appears whole or not at all: it is written besid
 from __future__ import annotations
 
 import logging
-import os
-import shutil
 from pathlib import Path
 
 from ...errors import ConfigError, file_error
-from ...fileio import disk_full_as_error
+from ...fileio import disk_full_as_error, replacing_folder
 from .io import (
     CONFIG_FILE,
     PYTORCH_FILE,
@@ -52,21 +50,10 @@ def export_hf(source, output, *, vocab_file=None, lowercase: bool | None = None)
         found = recorded_lowercase(source)
         lowercase = True if found is None else found
     model = load_model_folder(source, task=task_of(shapes))
-    partial = output.with_name(f".{output.name}.partial-{os.getpid()}")
-    old = output.with_name(f".{output.name}.old-{os.getpid()}")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with disk_full_as_error(output.parent):
-            save_model_folder(
-                model, partial, vocab_file, pytorch_bin=weights_path.name == PYTORCH_FILE, lowercase=lowercase
-            )
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if output.exists():
-        output.rename(old)
-    partial.rename(output)
-    shutil.rmtree(old, ignore_errors=True)
+    with replacing_folder(output) as partial, disk_full_as_error(output.parent):
+        save_model_folder(
+            model, partial, vocab_file, pytorch_bin=weights_path.name == PYTORCH_FILE, lowercase=lowercase
+        )
     log.info("exported %s to %s (%s)", source, output, "uncased" if lowercase else "cased")
     return output
 

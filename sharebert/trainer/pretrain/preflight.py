@@ -3,16 +3,13 @@ and the model folder export. Used by pretrain.py."""
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import shutil
 from pathlib import Path
 
 import torch
 
 from ...errors import ConfigError, DataError
-from ...fileio import disk_full_as_error, sha256_file, space_needed
+from ...fileio import disk_full_as_error, remove_stale_folders, replacing_folder, sha256_file, space_needed
 from ...pipeline import formats
 from ..model.io import MODEL_DIR
 from .checkpoint import CHECKPOINTS_DIR, latest_tag, locate_checkpoint
@@ -79,7 +76,7 @@ def find_resume_point(config: PretrainConfig) -> tuple[Path, str] | None:
     own = config.output_dir / CHECKPOINTS_DIR
     tag = ck.load_checkpoint_id or (latest_tag(own) if own.is_dir() else None)
     if ck.resume or ck.export_only:
-        remove_stale_exports(config.output_dir / MODEL_DIR)
+        remove_stale_folders(config.output_dir / MODEL_DIR)
         if tag is None:
             if ck.export_only:
                 raise ConfigError(f"{own}: no checkpoint to export a model from")
@@ -115,45 +112,12 @@ def write_model_folder(
     state = {k: v.detach().to("cpu", torch.float32) for k, v in unwrap_model(module).state_dict().items()}
     copy = ShareBertForMaskedLM(model_config, device="meta")
     copy.load_state_dict(state, assign=True)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_exports(folder)
-    partial, old = (folder.with_name(f".{folder.name}.{kind}-{os.getpid()}") for kind in ("partial", "old"))
-    shutil.rmtree(partial, ignore_errors=True)
-    try:
-        with space_needed(folder.parent, lambda: model_bytes(copy)), disk_full_as_error(folder.parent):
-            save_model_folder(copy, partial, vocab_file, lowercase=lowercase)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if folder.exists():
-        folder.rename(old)
-    partial.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def remove_stale_exports(folder: Path) -> None:
-    """Remove what exports of `folder` killed by a signal left beside it (.NAME.partial-PID, .NAME.old-PID
-    of processes no longer running); an old folder comes back when it is the only copy of the model."""
-    for path in folder.parent.glob(f".{folder.name}.*-*"):
-        kind, _, pid = path.name[len(folder.name) + 2 :].partition("-")
-        if kind not in ("partial", "old") or not pid.isdigit() or _process_running(int(pid)):
-            continue
-        if kind == "old" and not folder.exists():
-            with contextlib.suppress(OSError):  # another rank of the launch may have done it
-                path.rename(folder)
-        else:
-            log.info("removing %s, left by an interrupted model export", path)
-            shutil.rmtree(path, ignore_errors=True)
-
-
-def _process_running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # another user's
-    return True
+    with (
+        replacing_folder(folder) as partial,
+        space_needed(folder.parent, lambda: model_bytes(copy)),
+        disk_full_as_error(folder.parent),
+    ):
+        save_model_folder(copy, partial, vocab_file, lowercase=lowercase)
 
 
 def jsonable(value):
