@@ -42,6 +42,15 @@ def tiny(**overrides) -> ShareBertConfig:
     return ShareBertConfig.from_preset("tiny", **{"vocab_size": V, **overrides})
 
 
+def tiny_mlm_folder(parent: Path) -> Path:
+    """PARENT/model: a tiny masked-LM folder as sharebert writes it (seed 1), its vocab in PARENT."""
+    from sharebert.trainer.model.modeling import ShareBertForMaskedLM, save_model_folder
+
+    folder = parent / "model"
+    save_model_folder(ShareBertForMaskedLM(tiny(), seed=1), folder, write_vocab(parent / "vocab.txt"))
+    return folder
+
+
 def padded_batch(seed: int = 0) -> dict:
     """Three sequences of 12 tokens, the last two padded, the first a pair (segment ids 0 then 1)."""
     gen = torch.Generator().manual_seed(seed)

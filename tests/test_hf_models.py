@@ -6,7 +6,7 @@ import json
 
 import pytest
 import torch
-from hf_fixtures import V, padded_batch, tiny, transformers, write_vocab
+from hf_fixtures import V, padded_batch, tiny, tiny_mlm_folder, transformers, write_vocab
 
 from sharebert.trainer.model.modeling import (
     ShareBertForMaskedLM,
@@ -20,10 +20,7 @@ ATOL = 1e-5
 
 @pytest.fixture(scope="module")
 def mlm_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mlm") / "model"
-    vocab = write_vocab(folder.parent / "vocab.txt")
-    save_model_folder(ShareBertForMaskedLM(tiny(), seed=1), folder, vocab)
-    return folder
+    return tiny_mlm_folder(tmp_path_factory.mktemp("mlm"))
 
 
 @pytest.fixture(scope="module")

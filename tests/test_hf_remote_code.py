@@ -10,18 +10,15 @@ import sys
 
 import pytest
 import torch
-from hf_fixtures import padded_batch, tiny, write_vocab
+from hf_fixtures import padded_batch, tiny_mlm_folder
 
-from sharebert.trainer.model.modeling import ShareBertForMaskedLM, load_model_folder, save_model_folder
+from sharebert.trainer.model.modeling import load_model_folder
 from sharebert.trainer.model.remote_code import INCLUDED_MODULES, PACKAGE_ROOT, remote_code_source
 
 
 @pytest.fixture(scope="module")
 def mlm_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mlm") / "model"
-    vocab = write_vocab(folder.parent / "vocab.txt")
-    save_model_folder(ShareBertForMaskedLM(tiny(), seed=1), folder, vocab)
-    return folder
+    return tiny_mlm_folder(tmp_path_factory.mktemp("mlm"))
 
 
 def test_loads_where_sharebert_is_not_installed(mlm_folder, tmp_path):

@@ -6,16 +6,14 @@ import math
 
 import pytest
 import torch
-from hf_fixtures import padded_batch, tiny, transformers, write_vocab
+from hf_fixtures import padded_batch, tiny_mlm_folder, transformers
 
-from sharebert.trainer.model.modeling import ShareBertForMaskedLM, load_model_folder, save_model_folder
+from sharebert.trainer.model.modeling import load_model_folder
 
 
 @pytest.fixture
 def mlm_folder(tmp_path):
-    folder = tmp_path / "model"
-    save_model_folder(ShareBertForMaskedLM(tiny(), seed=1), folder, write_vocab(tmp_path / "vocab.txt"))
-    return folder
+    return tiny_mlm_folder(tmp_path)
 
 
 ATOL = 1e-5
