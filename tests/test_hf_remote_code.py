@@ -73,13 +73,18 @@ def test_remote_code_is_generated_deterministically_from_the_package(mlm_folder)
     assert not [(level, name) for level, name in imported if level or name.split(".")[0] == "sharebert"]
 
 
-def test_remote_code_follows_new_model_code(tmp_path):
-    """Whatever modeling.py gains comes along, unless it needs what only sharebert has (its file I/O)."""
+def copy_of_the_model_sources(root):
+    """The modules the remote code is made of, copied under `root`; returns the copy's modeling.py."""
     for name in INCLUDED_MODULES:
         relative = os.path.join(*name.split(".")) + ".py"
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / relative).write_text((PACKAGE_ROOT / relative).read_text())
-    modeling = tmp_path / "sharebert" / "trainer" / "model" / "modeling.py"
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text((PACKAGE_ROOT / relative).read_text())
+    return root / "sharebert" / "trainer" / "model" / "modeling.py"
+
+
+def test_remote_code_follows_new_model_code(tmp_path):
+    """Whatever modeling.py gains comes along, unless it needs what only sharebert has (its file I/O)."""
+    modeling = copy_of_the_model_sources(tmp_path)
     modeling.write_text(
         modeling.read_text()
         + "\n\ndef _new_unpadded_helper(x: Tensor) -> Tensor:\n    return x * math.sqrt(2.0)\n"
@@ -95,11 +100,7 @@ def test_remote_code_follows_new_model_code(tmp_path):
 
 def test_remote_code_refuses_to_lose_a_model_class(tmp_path):
     """A model class that came to need a module left out would drop the classes built on it: an error."""
-    for name in INCLUDED_MODULES:
-        relative = os.path.join(*name.split(".")) + ".py"
-        (tmp_path / relative).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / relative).write_text((PACKAGE_ROOT / relative).read_text())
-    modeling = tmp_path / "sharebert" / "trainer" / "model" / "modeling.py"
+    modeling = copy_of_the_model_sources(tmp_path)
     text = modeling.read_text()
     modeling.write_text(
         text.replace(
