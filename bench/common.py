@@ -81,3 +81,44 @@ def ray_address(args: argparse.Namespace, cpus: int) -> Iterator[str | None]:
         finally:
             os.environ.clear()
             os.environ.update(saved)
+
+
+@contextlib.contextmanager
+def engine_start_recorded(engine: str) -> Iterator[dict]:
+    """Around one run of a stage: {"start_seconds": ...}, how long its Ray workers took to start (connecting,
+    starting the worker processes and their imports), filled in for --engine ray; empty for local."""
+    found: dict = {}
+    if engine != "ray":
+        yield found
+        return
+    from sharebert.pipeline.ray_engine import RayPool
+
+    close = RayPool.close
+
+    def recording_close(pool: RayPool) -> None:
+        found["start_seconds"] = pool.start_seconds
+        close(pool)
+
+    RayPool.close = recording_close
+    try:
+        yield found
+    finally:
+        RayPool.close = close
+
+
+def ray_share_report(local: dict, ray: dict, workers: int, target: float) -> dict:
+    """Prints Ray's throughput as a share of the local pool's, end to end and without Ray's start-up
+    (ray["start_seconds"], median run), against `target`; returns the figures."""
+    share = local["seconds"] / ray["seconds"]
+    start = ray.get("start_seconds")
+    report = {"end_to_end": share, "start_seconds": start}
+    verdict = "ok" if share >= target else "BELOW TARGET"
+    line = f"ray vs local, {workers} worker(s): {share:.1%} of the local throughput (target >= {target:.0%}: {verdict})"
+    if start is not None:
+        report["after_start"] = local["seconds"] / (ray["seconds"] - start)
+        line += (
+            f"; Ray's workers took {start:.2f} s to start, and after that Ray ran at "
+            f"{report['after_start']:.1%} of the local pool's whole-run throughput"
+        )
+    print(line)
+    return report

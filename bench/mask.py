@@ -39,7 +39,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's sharebert
 
 # bench/ is on sys.path as the script's folder
-from common import MB, benchmark_parser, engines, median_run, ray_address, require_inputs
+from common import (
+    MB,
+    benchmark_parser,
+    engine_start_recorded,
+    engines,
+    median_run,
+    ray_address,
+    ray_share_report,
+    require_inputs,
+)
 from process_tree import run_sampled
 from replica import write_replica
 
@@ -79,11 +88,12 @@ def child_main(argv: list[str]) -> None:
     from sharebert.cli import main
 
     started = time.perf_counter()
-    status = main(argv + ["-q"])
+    with engine_start_recorded("ray" if "ray" in argv else "local") as start:
+        status = main(argv + ["-q"])
     seconds = time.perf_counter() - started
     if status:
         raise SystemExit(status)
-    print(json.dumps({"seconds": seconds}))
+    print(json.dumps({"seconds": seconds, **start}))
 
 
 def prepare_args(dump: Path, vocab: Path, out: Path, workers: int, train_shards: int, keep_text: bool) -> list[str]:
@@ -206,11 +216,9 @@ def measure(args: argparse.Namespace, work: Path) -> dict:
             )
         )
     for workers, run in results.get("mask_ray", {}).items():
-        share = results["mask"][workers]["seconds"] / run["seconds"]
-        results.setdefault("ray_share", {})[workers] = share
-        verdict = "ok" if share >= TARGET_RAY_SHARE else "BELOW TARGET"
-        print(f"mask, ray vs local, {workers} worker(s): {share:.1%} of the local throughput (target >= "
-              f"{TARGET_RAY_SHARE:.0%}: {verdict})")  # fmt: skip
+        print("mask, ", end="")
+        report = ray_share_report(results["mask"][workers], run, workers, TARGET_RAY_SHARE)
+        results.setdefault("ray_share", {})[workers] = report
     speedup = results["mask"][1]["seconds"] / results["mask"][2]["seconds"]
     same = all(
         (work / "samples-1" / n).read_bytes() == (work / samples_name(engine, w) / n).read_bytes()

@@ -46,7 +46,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's sharebert
 
 # bench/ is on sys.path as the script's folder
-from common import MB, benchmark_parser, engines, median_run, ray_address, require_inputs
+from common import (
+    MB,
+    benchmark_parser,
+    engine_start_recorded,
+    engines,
+    median_run,
+    ray_address,
+    ray_share_report,
+    require_inputs,
+)
 from process_tree import run_sampled
 from replica import DumpPages, write_replica
 
@@ -89,10 +98,11 @@ def child(config_json: str) -> None:
     )
     cpu_before = _cpu_seconds()
     started = time.perf_counter()
-    info = prepare(config)
+    with engine_start_recorded(config.engine) as start:
+        info = prepare(config)
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu_before
-    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "totals": info["totals"],
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu, "totals": info["totals"], **start,
                       "shards": [s["sha256"] for s in info["shards"]]}))  # fmt: skip
 
 
@@ -207,11 +217,7 @@ def main(argv=None) -> None:
             print(f"speed-up {most} workers vs 1: {speedup:.2f}x" + (target if most == 2 else ""))
         for (engine, w), run in runs.items():
             if engine == "ray" and ("local", w) in runs:
-                share = runs["local", w]["seconds"] / run["seconds"]
-                summary.setdefault("ray_share", {})[w] = share
-                verdict = "ok" if share >= TARGET_RAY_SHARE else "BELOW TARGET"
-                print(f"ray vs local, {w} worker(s): {share:.1%} of the local throughput (target >= "
-                      f"{TARGET_RAY_SHARE:.0%}: {verdict})")  # fmt: skip
+                summary.setdefault("ray_share", {})[w] = ray_share_report(runs["local", w], run, w, TARGET_RAY_SHARE)
         if len(runs) > 1:
             identical = len({tuple(r["shards"]) for r in runs.values()}) == 1
             summary["identical_output"] = identical

@@ -41,7 +41,6 @@ def read_in_parts(path) -> tuple[list, ReadStats]:
 def read_in_one_go(path) -> tuple[list, ReadStats]:
     stats = ReadStats()
     documents = list(WikiDumpSource(str(path), path.name).documents(stats))
-    stats.files_read = 0
     return documents, stats
 
 

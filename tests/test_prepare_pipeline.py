@@ -69,7 +69,10 @@ def read_rows(folder: Path, info: dict) -> list[dict]:
 def corpus_order(doc_id: str) -> tuple:
     base, _, part = doc_id.partition("#p")
     kind = base.split(":")[0]
-    number = int(base.rsplit(":", 1)[1]) if kind in ("wiki", "text") else int(base[-5])  # books/bookN.txt
+    if kind == "text":  # text:NAME@BYTE
+        number = int(base.rsplit("@", 1)[1])
+    else:  # wiki:NAME:PAGE_ID, books:NAME/bookN.txt
+        number = int(base.rsplit(":", 1)[1]) if kind == "wiki" else int(base[-5])
     return ("wiki", "text", "books").index(kind), number, int(part or 0)
 
 
@@ -109,7 +112,7 @@ def test_outputs_follow_the_contract(corpus, tmp_path):
         assert not any(m in s for m in MARKUP for s in row["text"])
     base_ids = {i.split("#p")[0] for i in ids}
     assert sum(i.startswith("wiki:rivers.xml.bz2:") for i in base_ids) == 30
-    assert sum(i.startswith("text:stories.txt:") for i in base_ids) == 20
+    assert sum(i.startswith("text:stories.txt@") for i in base_ids) == 20
     assert {i for i in base_ids if i.startswith("books:")} == {"books:books/book0.txt", "books:books/book1.txt"}
     for shard in info["shards"]:  # rows are in corpus order: inputs in order, documents in order, parts in order
         keys = [corpus_order(r["id"]) for r in rows if r["_shard"] == shard["file"]]
@@ -124,6 +127,8 @@ def test_outputs_follow_the_contract(corpus, tmp_path):
 
 def test_same_bytes_for_1_and_2_workers_with_a_trained_vocab(corpus, tmp_path, monkeypatch):
     monkeypatch.setattr(prepare_module, "BATCH_CHARS", 3000)  # many batches
+    monkeypatch.setattr("sharebert.pipeline.prepare.sources.text.PART_BYTES", 2000)  # many parts
+    monkeypatch.setattr("sharebert.pipeline.prepare.sources.books.PART_BYTES", 1)  # one per book
     one = run(corpus, tmp_path / "one", vocab=None, train_vocab=300, workers=1)
     two = run(corpus, tmp_path / "two", vocab=None, train_vocab=300, workers=2)
     assert one == two
@@ -215,7 +220,7 @@ def test_an_interrupted_run_whose_inputs_changed_starts_over(corpus, tmp_path, m
     text = tmp_path / "stories.txt"
     text.write_bytes(corpus["text"].read_bytes())
     inputs = [InputSpec("text", str(text))]
-    monkeypatch.setattr(prepare_module, "BATCH_CHARS", 500)
+    monkeypatch.setattr("sharebert.pipeline.prepare.sources.text.PART_BYTES", 500)
     real_process_batch = prepare_module.process_batch
 
     def crash_on_second_batch(task):

@@ -118,26 +118,86 @@ def test_books_one_document_per_file_and_bad_bytes_counted(tmp_path):
     assert stats.empty_documents_skipped == 1
 
 
+def test_books_are_read_in_parts_of_whole_files_by_the_workers(tmp_path, monkeypatch):
+    from sharebert.pipeline.prepare import stage
+    from sharebert.pipeline.prepare.sources import books as books_module
+
+    monkeypatch.setattr(books_module, "PART_BYTES", 30)
+    folder = tmp_path / "books"
+    folder.mkdir()
+    sizes = [10, 25, 40, 5, 5, 1]
+    for n, size in enumerate(sizes):
+        (folder / f"{n}.txt").write_bytes(b"w" * (size - 1) + b"\xff")
+    (folder / "6.txt").write_text(" \n")
+    source = open_source("books", str(folder), "books")
+    parts = list(source.parts())
+    assert [part.names for part in parts] == [("0.txt", "1.txt"), ("2.txt",), ("3.txt", "4.txt", "5.txt", "6.txt")]
+    assert [part.bytes for part in parts] == [35, 40, 13]
+    assert source.bytes_read == source.size() == 88
+    assert "3.txt to 6.txt (4 files)" in parts[2].describe() and parts[1].describe().endswith("2.txt")
+    stats = ReadStats()
+    documents = [d for part in parts for d in part.documents(stats)]
+    assert [d.id for d in documents] == [f"books:books/{n}.txt" for n in range(6)]
+    assert (stats.files_read, stats.documents_read, stats.empty_documents_skipped, stats.bad_bytes_replaced) == (
+        7, 6, 1, 6)  # fmt: skip
+    whole, whole_stats, _ = read_all("books", folder, label="books")
+    assert whole == documents and whole_stats == stats
+    # The stage hands the parts to the workers: no book's text is read where the run is planned.
+    batches = list(stage._batches([open_source("books", str(folder), "books")], [ReadStats()]))
+    assert [type(part).__name__ for part, _ in batches] == ["BookFiles"] * 3
+
+
 def test_text_blank_lines_separate_documents(tmp_path):
     path = tmp_path / "corpus.txt"
     path.write_bytes(b"\xef\xbb\xbfFirst doc line one.\r\nLine two.\n\n\n  \nSecond \xff doc.\n\nThird.")
     docs, stats, _ = read_all("text", path, label="corpus.txt")
-    assert [d.id for d in docs] == ["text:corpus.txt:0", "text:corpus.txt:1", "text:corpus.txt:2"]
+    second, third = path.read_bytes().index(b"Second"), path.read_bytes().index(b"Third")
+    assert [d.id for d in docs] == ["text:corpus.txt@0", f"text:corpus.txt@{second}", f"text:corpus.txt@{third}"]
     assert docs[0].text == "First doc line one.\nLine two."
     assert docs[1].text == "Second \ufffd doc."
     assert all(d.markup == LINES for d in docs)
     assert stats.bad_bytes_replaced == 1 and stats.documents_read == 3
 
 
-def test_text_streams_across_chunk_boundaries(tmp_path, monkeypatch):
+def text_parts(path, part_bytes: int, monkeypatch) -> tuple[list, list, ReadStats]:
+    """The file's parts when cut at `part_bytes`, and their documents."""
     from sharebert.pipeline.prepare.sources import text as text_module
 
-    monkeypatch.setattr(text_module, "READ_CHUNK", 7)
+    monkeypatch.setattr(text_module, "PART_BYTES", part_bytes)
+    parts, stats = list(open_source("text", str(path), "t").parts()), ReadStats()
+    return parts, [d for part in parts for d in part.documents(stats)], stats
+
+
+def test_text_parts_end_after_blank_lines_and_read_the_same_documents(tmp_path, monkeypatch):
     path = tmp_path / "small.txt"
-    path.write_text("Ünïcödé line.\n\nAnother \ufffd document.\n", encoding="utf-8")
-    docs, stats, _ = read_all("text", path)
-    assert [d.text for d in docs] == ["Ünïcödé line.", "Another \ufffd document."]
-    assert stats.bad_bytes_replaced == 0
+    path.write_bytes("\ufeffÜnïcödé line.\r\n\n \t\nAnother \ufffd doc\xff.\nIts line.\n\n\nLast.\n".encode("utf-8", "surrogateescape")
+                     .replace(b"\xc3\xbf", b"\xff"))  # fmt: skip
+    _, whole, whole_stats = text_parts(path, 1 << 20, monkeypatch)
+    assert [d.text for d in whole] == ["Ünïcödé line.", "Another \ufffd doc\ufffd.\nIts line.", "Last."]
+    assert (whole_stats.bad_bytes_replaced, whole_stats.documents_read, whole_stats.files_read) == (1, 3, 1)
+    data = path.read_bytes()
+    for part_bytes in range(1, len(data) + 1):
+        parts, documents, stats = text_parts(path, part_bytes, monkeypatch)
+        assert [(d.id, d.text) for d in documents] == [(d.id, d.text) for d in whole], part_bytes
+        assert stats == whole_stats
+        assert [p.start for p in parts[1:]] == [p.end for p in parts[:-1]] and parts[-1].end == len(data)
+        assert all(data[: p.start].endswith((b"\n\n", b"\n \t\n")) for p in parts[1:])  # after a blank line
+
+
+def test_text_without_blank_lines_is_cut_into_bounded_parts(tmp_path, monkeypatch):
+    from sharebert.pipeline.prepare.sources import text as text_module
+
+    monkeypatch.setattr(text_module, "SCAN_BYTES", 50)
+    lines = [f"line {i} é." for i in range(300)]
+    path = tmp_path / "lines.txt"
+    path.write_text("\n".join(lines) + "\n\n" + "word " * 200 + "ü" * 300, encoding="utf-8")
+    parts, documents, _ = text_parts(path, 100, monkeypatch)
+    assert max(p.end - p.start for p in parts) <= 100 + 50 and len(parts) > 10
+    line_documents = [d for d in documents if d.text.startswith("line")]
+    assert [line for d in line_documents for line in d.text.split("\n")] == lines  # cut at line ends
+    # The last line, 1,100 bytes without a line end, is cut after spaces, then between characters.
+    assert "".join(d.text for d in documents[len(line_documents) :]) == "word " * 200 + "ü" * 300
+    assert len({d.id for d in documents}) == len(documents)
 
 
 def test_hf_dataset_from_data_files_and_save_to_disk(tmp_path):
@@ -180,10 +240,7 @@ def test_builtin_corpus_is_python_own_text_and_deterministic():
     assert source.describe()["sha256"] == open_source("builtin", "python-stdlib", "python-stdlib").describe()["sha256"]
 
 
-def test_a_line_longer_than_many_chunks_is_read_whole(tmp_path, monkeypatch):
-    from sharebert.pipeline.prepare.sources import text as text_module
-
-    monkeypatch.setattr(text_module, "READ_CHUNK", 64)
+def test_a_long_line_is_read_whole(tmp_path):
     long_line = "".join(f"w{i} " for i in range(20000)).strip()
     path = tmp_path / "long.txt"
     path.write_bytes(f"{long_line}\r\nshort line\n\nsecond document".encode())
@@ -194,9 +251,7 @@ def test_a_line_longer_than_many_chunks_is_read_whole(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- documents of bounded size
 def test_a_line_longer_than_a_document_may_be_is_read_as_pieces_cut_at_spaces(tmp_path, monkeypatch):
     from sharebert.pipeline.prepare import records
-    from sharebert.pipeline.prepare.sources import text as text_module
 
-    monkeypatch.setattr(text_module, "READ_CHUNK", 64)
     monkeypatch.setattr(records, "MAX_DOCUMENT_CHARS", 1000)
     long_line = "".join(f"w{i} " for i in range(20000)).strip()
     path = tmp_path / "long.txt"
@@ -253,6 +308,7 @@ def test_prepare_keeps_one_huge_document_within_bounded_pieces(tmp_path, monkeyp
 
     monkeypatch.setattr(records, "MAX_DOCUMENT_CHARS", 2000)
     monkeypatch.setattr("sharebert.pipeline.prepare.stage.bounded_documents", recording)
+    monkeypatch.setattr("sharebert.pipeline.prepare.spill.bounded_documents", recording)  # parts: in the workers
     assert used_by_the_stage is records.bounded_documents
     path = tmp_path / "books"
     path.mkdir()

@@ -1,6 +1,7 @@
 """--engine ray against a real cluster: `ray start --head` and a second `ray start --address` node on this
 machine, started and stopped here (each test runs once). The same bytes as --engine local; a worker killed
-mid-task (its task is run again); a driver killed mid-run, then rerun: only the unfinished files are made."""
+mid-task (its task is run again); a driver of mask or of prepare killed mid-run, then rerun: only the
+unfinished files are made."""
 
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ import pytest
 from ray_support import folder_bytes, process_title, processes_of, ray_cluster
 
 from sharebert.cli import main
+from sharebert.pipeline import formats
 from sharebert.pipeline.mask.stage import LAYOUT
+from sharebert.pipeline.prepare.output import LAYOUT as PREPARE_LAYOUT
 from sharebert.pipeline.run_folder import RunFolder
 
 pytest.importorskip("ray")
@@ -114,3 +117,27 @@ def test_an_interrupted_driver_reruns_only_the_unfinished_tasks(cluster, local_o
     made, kept = map(int, re.search(r"\((\d+) made, (\d+) kept from an earlier run\)", done.stderr).groups())
     assert (made, kept) == (total - finished, finished)
     assert folder_bytes(samples) == sample_files
+
+
+def test_an_interrupted_prepare_reruns_only_the_unfinished_batches(cluster, tmp_path):
+    reference, prepared, log = tmp_path / "reference", tmp_path / "prepared", tmp_path / "tasks"
+    log.mkdir()
+    done = sharebert(cluster, "prepare", *PREPARE, "-o", str(reference), "-q", hooks=(log, 0.0))
+    assert done.returncode == 0, done.stderr[-3000:]
+    total = len(list(log.iterdir()))  # batches of PREPARE_BATCH_CHARS: many, even for the built-in corpus
+    spills = [RunFolder(prepared, PREPARE_LAYOUT).work / formats.spill_file_name(i, False) for i in range(total)]
+    driver = sharebert(cluster, "prepare", *PREPARE, "-o", str(prepared), "-q", hooks=(log, 0.3), wait=False)
+    try:
+        wait_for(lambda: sum(s.exists() for s in spills) >= 4, what="four finished batches")
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.communicate(timeout=60)
+    _, _, temp = cluster
+    wait_for(lambda: not any("_run_task" in process_title(p) for p in processes_of(temp)), what="the tasks to stop")
+    finished = sum(s.exists() for s in spills)
+    assert total >= 10 and 4 <= finished < total
+    done = sharebert(cluster, "prepare", *PREPARE, "-o", str(prepared), hooks=(log, 0.0))
+    assert done.returncode == 0, done.stderr[-3000:]
+    counted = re.search(r"read\+split: (\d+) batches \((\d+) made, (\d+) kept from an earlier run\)", done.stderr)
+    assert tuple(map(int, counted.groups())) == (total, total - finished, finished)
+    assert folder_bytes(prepared) == folder_bytes(reference)

@@ -5,6 +5,7 @@ and Ray imported only on this path. tests/test_ray_cluster.py runs a cluster of 
 from __future__ import annotations
 
 import bz2
+import itertools
 import os
 import shutil
 import signal
@@ -77,6 +78,24 @@ def test_wiki_dump_same_bytes_on_both_engines(in_process_cluster, wiki_dump, wik
     run_both_engines(tmp_path, "multi", ["--wiki", str(multistream), "--vocab", str(wiki_vocab)], ["--nsp"])
 
 
+def test_books_and_text_same_bytes_on_both_engines(in_process_cluster, wiki_vocab, tmp_path, monkeypatch):
+    from pydoc_data.topics import topics
+
+    from sharebert.pipeline.prepare.sources import books, text
+
+    monkeypatch.setattr(books, "PART_BYTES", 20_000)  # several parts of each, read by the workers
+    monkeypatch.setattr(text, "PART_BYTES", 5_000)
+    folder = tmp_path / "books"
+    folder.mkdir()
+    texts = sorted(topics.values())
+    for n in range(24):
+        (folder / f"book-{n:02d}.txt").write_text("\n\n".join(texts[n::24]), encoding="utf-8")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(texts[:40]), encoding="utf-8")
+    prepare = ["--books", str(folder), "--text", str(corpus), "--vocab", str(wiki_vocab), "--num-train-shards", "3"]
+    run_both_engines(tmp_path, "books", prepare, ["--dup-factor", "2"])
+
+
 def fails_on_three(n: int) -> int:
     if n == 3:
         raise ValueError("three is not allowed\nsecond line")
@@ -93,6 +112,20 @@ def test_results_in_task_order_and_errors_name_the_task(in_process_cluster):
             list(pool.map_ordered(fails_on_three, range(6), describe=lambda n: f"part {n}"))
         with pytest.raises(DataError, match=r"^input-5\.txt: unreadable$"):  # the project's errors pass as they are
             list(pool.map_ordered(fails_on_three, [5]))
+
+
+def timed_nap(n: int) -> tuple[float, float]:
+    import time
+
+    started = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
+    time.sleep(0.2)
+    return started, time.monotonic()
+
+
+def test_workers_bounds_the_tasks_running_at_once(in_process_cluster):
+    with RayPool(1) as pool:  # on a cluster of 2 CPUs
+        spans = sorted(pool.map_ordered(timed_nap, range(4)))
+    assert all(later[0] >= earlier[1] for earlier, later in itertools.pairwise(spans))  # one at a time
 
 
 def dies(n: int) -> int:

@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -49,8 +50,8 @@ def check_ray_installed() -> None:
 
 
 class RayPool:
-    """Tasks as Ray tasks, one CPU each; at most 2 per worker are submitted and not yet finished, and
-    results come back in task order (see WorkerPool.map_ordered, whose arguments this takes).
+    """Tasks as Ray tasks, one CPU each; at most `workers` run at once, and results come back in task
+    order (see WorkerPool.map_ordered, whose arguments this takes).
 
     Connects to the cluster at `address` ("auto", host:port, ray://...; else RAY_ADDRESS), or, without
     either, starts a cluster of this machine's cores for the run and stops it at the end. `workers`:
@@ -69,6 +70,8 @@ class RayPool:
         preload: Sequence[str] = (),
     ):
         check_ray_installed()
+        self._created = time.perf_counter()
+        self.start_seconds: float | None = None  # until every worker had started and imported `preload`
         self._requested = workers
         self._at_most = at_most
         self._workers: int | None = None
@@ -95,9 +98,17 @@ class RayPool:
             self._remote = ray.remote(_run_task).options(num_cpus=1, max_retries=MAX_RETRIES, retry_exceptions=False)
             warm_up = ray.remote(_import_modules).options(num_cpus=1)
             cpus = int(ray.cluster_resources().get("CPU", 0))
-            self._warming = [warm_up.remote(preload) for _ in range(self._requested or cpus)]
+            warming = [warm_up.remote(preload) for _ in range(self._requested or cpus)]
+            threading.Thread(target=self._time_start, args=(warming,), name="ray-warm-up", daemon=True).start()
         except BaseException as e:  # raised where the cluster is first needed
             self._failure = e
+
+    def _time_start(self, warming: list) -> None:
+        """Wait for the warm-up tasks (not joined: on a busy cluster they wait for CPUs, as the run's tasks do)."""
+        with contextlib.suppress(Exception):  # a failure of the cluster is the run's tasks' to report
+            self._ray.get(warming)
+            self.start_seconds = time.perf_counter() - self._created
+            log.debug("Ray: %d worker(s) started in %.2f s", len(warming), self.start_seconds)
 
     def _ready(self):
         """The ray module, connected."""
@@ -168,7 +179,9 @@ class RayPool:
         source, read, done_reading, yielded = iter(tasks), 0, False, 0
 
         def submit_waiting() -> None:
-            while waiting and len(submitted) - len(finished) < 2 * self.workers:
+            # Ray starts a submitted task as soon as the cluster has a free CPU: `workers` submitted and not
+            # finished are `workers` running at once (the next is read and waiting, so none waits for it).
+            while waiting and len(submitted) - len(finished) < self.workers:
                 _, number, task = waiting.pop(max(range(len(waiting)), key=lambda i: waiting[i][0]))
                 submitted[number] = (self._remote.remote(fn, task, self._setup), task)
 

@@ -45,7 +45,7 @@ class ShardGroupTask:
 
 def write_shard_group(task: ShardGroupTask) -> list[dict]:
     """Write the task's shards (skipping those a previous run finished); their prepare.json entries."""
-    done = {s.index: _finished_record(task, s) for s in task.shards}
+    done = {s.index: finished_record(task.records, task.output_dir, s) for s in task.shards}
     todo = [s for s in task.shards if done[s.index] is None]
     if todo:
         with np.load(task.placement) as arrays:
@@ -63,10 +63,10 @@ def write_shard_group(task: ShardGroupTask) -> list[dict]:
     return [done[s.index] for s in task.shards]
 
 
-def _finished_record(task: ShardGroupTask, spec: ShardSpec) -> dict | None:
+def finished_record(records: UnitRecords, output_dir: str | Path, spec: ShardSpec) -> dict | None:
     """The record of a shard a previous run finished, if the shard is still there with its size."""
-    record = task.records.read(spec.file)
-    shard_path = Path(task.output_dir) / spec.file
+    record = records.read(spec.file)
+    shard_path = Path(output_dir) / spec.file
     if record is None or not shard_path.exists():
         return None
     return record if record.get("bytes") == shard_path.stat().st_size else None

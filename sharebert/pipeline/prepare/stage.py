@@ -35,9 +35,12 @@ from . import output as prepare_output
 from .balance import Placement, place_documents
 from .config import INPUT_KINDS, InputSpec, PrepareConfig
 from .records import DocumentPart, RawDocument, ReadStats, bounded_documents
-from .shards import ShardGroupTask, ShardSpec, write_shard_group
+from .shards import ShardGroupTask, ShardSpec, finished_record, write_shard_group
 from .sources import open_source
+from .sources.books import PART_BYTES as BOOKS_PART_BYTES
 from .sources.common import Source
+from .sources.text import PART_BYTES as TEXT_PART_BYTES
+from .sources.text import SCAN_BYTES as TEXT_SCAN_BYTES
 from .sources.wiki import PART_BYTES as DUMP_PART_BYTES
 from .spill import (
     BatchResult,
@@ -127,7 +130,8 @@ def _begin(
         _check_vocab_case(config.vocab, config.lowercase)
     identity = prepare_output.run_identity(config, sources)
     resume_key = {"input_mtimes": prepare_output.input_mtimes(sources), "batch_chars": BATCH_CHARS,
-                  "batch_documents": BATCH_DOCUMENTS, "dump_part_bytes": DUMP_PART_BYTES}  # fmt: skip
+                  "batch_documents": BATCH_DOCUMENTS, "dump_part_bytes": DUMP_PART_BYTES,
+                  "books_part_bytes": BOOKS_PART_BYTES, "text_part_bytes": [TEXT_PART_BYTES, TEXT_SCAN_BYTES]}  # fmt: skip
     claim = folder.claim(identity, overwrite=config.overwrite, resume_key=resume_key, keep=config.vocab)
     existing = formats.read_prepare_info(config.output_dir) if claim is Claim.COMPLETE else None
     if existing is None:
@@ -243,12 +247,15 @@ def _run_batches(config, sources, stats, work, pool, tokenization):
     with progress_bar(total=total_bytes or None, unit="B", unit_scale=True, desc=desc) as bar:
         read_by_workers: dict[int, ReadStats] = {}  # batch index -> the stats its part's reading adds to
         read_when_cut: dict[int, int] = {}  # batch index -> input bytes read up to its end
+        kept = 0  # batches an interrupted run finished
 
         def tasks() -> Iterator[BatchTask]:
+            nonlocal kept
             for index, (documents, part_stats) in enumerate(_batches(sources, stats)):
                 read_when_cut[index] = sum(s.bytes_read for s in sources)
                 spill = work / formats.spill_file_name(index, tokenized=tokenization is not None)
                 spills.append(spill)
+                kept += spill.exists()
                 if part_stats is not None:
                     read_by_workers[index] = part_stats
                 yield BatchTask(index, documents, str(spill), tokenization, config.keep_text)
@@ -266,7 +273,13 @@ def _run_batches(config, sources, stats, work, pool, tokenization):
             documents += len(result.tokens)
             bar.set_postfix(documents=f"{documents:,}", refresh=False)
         bar.update(max(0, sum(s.bytes_read for s in sources) - bar.n))
+    _log_resumed(desc, "batches", len(spills), kept)
     return spills, results
+
+
+def _log_resumed(step: str, units: str, total: int, kept: int) -> None:
+    if kept:
+        log.info("%s: %d %s (%d made, %d kept from an earlier run)", step, total, units, total - kept, kept)
 
 
 def _text_spill_bytes(task: TokenizeTask) -> int:
@@ -307,7 +320,6 @@ def _batches(
                 batch, chars = [], 0
             for part in parts:
                 yield part, source_stats
-            source_stats.files_read += 1
             continue
         for document in bounded_documents(source.documents(source_stats)):
             batch.append(document)
@@ -381,10 +393,12 @@ def _write_shards(config, spills, results, folder: RunFolder, pool) -> list[dict
         for i in range(0, len(specs), per_task)
     ]
     records: list[dict] = []
+    kept = sum(finished_record(folder.records, config.output_dir, spec) is not None for spec in specs)
     with progress_bar(total=len(specs), unit="shard", desc="write shards") as bar:
         for group in pool.map_ordered(write_shard_group, tasks, describe=_describe_shards):
             records.extend(group)
             bar.update(len(group))
+    _log_resumed("write shards", "shards", len(specs), kept)
     return records
 
 

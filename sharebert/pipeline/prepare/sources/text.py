@@ -1,84 +1,134 @@
 """Plain text where a blank line separates documents (the BERT pretraining text layout).
 
-Inside a document every line is a paragraph (often one sentence per line); sentences are still
-split, so either layout works. Read as a stream: memory holds one document at a time, and a document
-longer than records.MAX_DOCUMENT_CHARS (a file without blank lines, a line of gigabytes) is read as
-consecutive documents of at most that size, cut at a line end, or inside a line at a space.
+Inside a document every line is a paragraph (often one sentence per line); sentences are still split, so
+either layout works. The file is read in parts of about PART_BYTES that end after a blank line (TextPart),
+each by a worker, so no text passes through the process that plans the run; a document is named by the
+byte offset of its first line. Memory holds one part at a time. A document longer than
+records.MAX_DOCUMENT_CHARS (a line of gigabytes) is read as consecutive documents of at most that size, cut
+at a line end, or inside a line at a space; so is one that runs more than SCAN_BYTES past a part's
+nominal end without a blank line (it is then cut at the first line end after that end).
 """
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
 
 from ....errors import file_error
 from .. import records
 from ..records import LINES, RawDocument, ReadStats, piece_end
-from .common import REPLACEMENT_CHAR, FileSource
+from .common import FileSource, decode_lenient
 
-READ_CHUNK = 1 << 20
+PART_BYTES = 1 << 20  # a part of a text file: about this many bytes, up to the next blank line
+SCAN_BYTES = 1 << 21  # how far past PART_BYTES a part looks for a blank line to end after
 
 
 class TextSource(FileSource):
     kind = "text"
 
     def documents(self, stats: ReadStats) -> Iterator[RawDocument]:
-        limit = records.MAX_DOCUMENT_CHARS
-        number, chars = 0, 0
-        lines: list[str] = []
-        for line in self._lines(stats, limit):
-            if lines and (not line.strip() or chars + len(line) > limit):
-                yield self._document(number, lines, stats)
-                number, lines, chars = number + 1, [], 0
-            if line.strip():
-                lines.append(line)
-                chars += len(line) + 1
-        if lines:
-            yield self._document(number, lines, stats)
-        stats.files_read += 1
+        for part in self.parts():
+            yield from part.documents(stats)
 
-    def _document(self, number: int, lines: list[str], stats: ReadStats) -> RawDocument:
-        stats.documents_read += 1
-        return RawDocument(f"{self.source_name}:{number}", self.source_name, "\n".join(lines), LINES)
+    def parts(self) -> Iterator[TextPart]:
+        return self._parts()
 
-    def _lines(self, stats: ReadStats, limit: int) -> Iterator[str]:
-        """Lines without their line ends, a line longer than `limit` as pieces of at most `limit` characters
-        cut at spaces; invalid UTF-8 is replaced (and counted) as it streams by."""
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        pending: list[str] = []  # the pieces of a line not yet ended (kept apart: a line may be gigabytes long)
-        pending_chars = 0
-        first = True
-        tail = b""  # last bytes of the previous chunk: a literal U+FFFD may straddle two chunks
+    def _parts(self) -> Iterator[TextPart]:
+        size, start = self.size(), 0
         try:
             with open(self._file, "rb") as f:
-                while True:
-                    chunk = f.read(READ_CHUNK)
-                    self.bytes_read += len(chunk)
-                    text = decoder.decode(chunk, final=not chunk)
-                    stats.bad_bytes_replaced += text.count(REPLACEMENT_CHAR) - _literal_replacements(tail + chunk)
-                    tail = chunk[-2:]
-                    if first and text.startswith("\ufeff"):
-                        text = text[1:]
-                    first = False
-                    *complete, rest = text.split("\n")
-                    if complete:
-                        complete[0] = "".join(pending) + complete[0]
-                        pending, pending_chars = [], 0
-                    pending.append(rest)
-                    pending_chars += len(rest)
-                    for line in complete:
-                        yield from _pieces(line.rstrip("\r"), limit)
-                    if pending_chars > limit:
-                        *whole, rest = _pieces("".join(pending), limit)
-                        yield from whole
-                        pending, pending_chars = [rest], len(rest)
-                    if not chunk:
+                while size - start > PART_BYTES:
+                    end = _part_end(f, start + PART_BYTES)
+                    if end >= size:
                         break
+                    self.bytes_read = end
+                    yield TextPart(str(self._file), start, end, self.source_name)
+                    start = end
         except OSError as e:
             raise file_error(self._file, f"cannot read file ({e.strerror})") from None
-        last = "".join(pending)
-        if last:
-            yield from _pieces(last.rstrip("\r"), limit)
+        self.bytes_read = size
+        yield TextPart(str(self._file), start, size, self.source_name)
+
+
+def _part_end(f: BinaryIO, nominal: int) -> int:
+    """Where a part that should end near `nominal` ends: after the first blank line that starts at or after
+    `nominal`, within SCAN_BYTES; else at the first line start after `nominal`, else after the first space,
+    else at the first UTF-8 character start (the end of the file when none comes)."""
+    f.seek(nominal - 1)
+    window = f.read(SCAN_BYTES + 1)  # with the byte before `nominal`: is `nominal` a line start?
+    if len(window) <= 1:
+        return nominal + len(window) - 1
+    line = window.find(b"\n") + 1  # the first line start at or after `nominal` (0: none)
+    first_line = line
+    while line:
+        end = window.find(b"\n", line)
+        if end < 0:
+            break
+        if not decode_lenient(window[line:end])[0].strip():
+            return nominal - 1 + end + 1
+        line = end + 1
+    if first_line:
+        return nominal - 1 + first_line
+    space = window.find(b" ", 1)
+    if space >= 0:
+        return nominal - 1 + space + 1
+    character = next((i for i in range(1, len(window)) if window[i] & 0xC0 != 0x80), len(window))
+    return nominal - 1 + character
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """Bytes [start, end) of a text file, read by a worker: they start at a document's first line (or where
+    _part_end cut a long one) and end after a blank line (or where it cut)."""
+
+    path: str
+    start: int
+    end: int
+    source_name: str
+
+    def estimated_chars(self) -> int:
+        return self.end - self.start
+
+    def describe(self) -> str:
+        return f"{self.path} bytes {self.start}-{self.end}"
+
+    def documents(self, stats: ReadStats) -> list[RawDocument]:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.start)
+                data = f.read(self.end - self.start)
+        except OSError as e:
+            raise file_error(self.path, f"cannot read file ({e.strerror})") from None
+        if self.start == 0:
+            stats.files_read += 1
+        return list(self._documents(data, stats))
+
+    def _documents(self, data: bytes, stats: ReadStats) -> Iterator[RawDocument]:
+        limit = records.MAX_DOCUMENT_CHARS
+        lines: list[str] = []
+        chars, first, offset = 0, "", self.start
+        for raw in data.split(b"\n"):
+            text, replaced = decode_lenient(raw)
+            stats.bad_bytes_replaced += replaced
+            if offset == 0 and text.startswith("\ufeff"):
+                text = text[1:]
+            for number, piece in enumerate(_pieces(text.rstrip("\r"), limit)):
+                if lines and (not piece.strip() or chars + len(piece) > limit):
+                    yield self._document(first, lines, stats)
+                    lines, chars = [], 0
+                if piece.strip():
+                    if not lines:
+                        first = f"{offset}+{number}" if number else str(offset)
+                    lines.append(piece)
+                    chars += len(piece) + 1
+            offset += len(raw) + 1
+        if lines:
+            yield self._document(first, lines, stats)
+
+    def _document(self, first: str, lines: list[str], stats: ReadStats) -> RawDocument:
+        stats.documents_read += 1
+        return RawDocument(f"{self.source_name}@{first}", self.source_name, "\n".join(lines), LINES)
 
 
 def _pieces(line: str, limit: int) -> Iterator[str]:
@@ -90,8 +140,3 @@ def _pieces(line: str, limit: int) -> Iterator[str]:
         start = end
     if not line:
         yield line
-
-
-def _literal_replacements(chunk: bytes) -> int:
-    # U+FFFD written correctly in the file is text, not an encoding error.
-    return chunk.count(REPLACEMENT_CHAR.encode("utf-8"))

@@ -141,6 +141,8 @@ class DumpPart:
         handler.namespace_prefixes = dict(self.namespaces)
         for piece, final in ((b"<mediawiki>", False), (self._pages_xml(path), False), (b"</mediawiki>", True)):
             _parse_or_fail(path, parser, piece, final)
+        if self.start == 0:  # the dump is read when its parts are: counted once, by the first
+            stats.files_read += 1
         return list(_articles(handler.done, self.source_name, stats))
 
     def _pages_xml(self, path: Path) -> bytes:
