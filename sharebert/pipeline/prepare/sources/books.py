@@ -45,26 +45,17 @@ class BooksSource(Source):
     def size(self) -> int:
         return sum(size for _, size in self._sized_files())
 
-    def documents(self, stats: ReadStats) -> Iterator[RawDocument]:
-        for part in self.parts():
-            yield from part.documents(stats)
-
     def parts(self) -> Iterator[BookFiles]:
-        return self._parts()
-
-    def _parts(self) -> Iterator[BookFiles]:
+        files = self._sized_files()
         names: list[str] = []
         part_bytes = 0
-        for path, size in self._sized_files():
+        for number, (path, size) in enumerate(files, 1):
             names.append(path.relative_to(self._folder).as_posix())
             part_bytes += size
-            if part_bytes >= PART_BYTES:
+            if part_bytes >= PART_BYTES or number == len(files):
                 self.bytes_read += part_bytes
                 yield BookFiles(str(self._folder), tuple(names), part_bytes, self.source_name)
                 names, part_bytes = [], 0
-        if names:
-            self.bytes_read += part_bytes
-            yield BookFiles(str(self._folder), tuple(names), part_bytes, self.source_name)
 
 
 @dataclass(frozen=True)

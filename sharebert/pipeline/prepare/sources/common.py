@@ -43,7 +43,12 @@ class Source:
         return {"kind": self.kind, "path": self.path, "bytes": self.size()}
 
     def documents(self, stats: ReadStats) -> Iterator[RawDocument]:
-        raise NotImplementedError
+        """Every document, in order; a source read in parts has those of its parts."""
+        parts = self.parts()
+        if parts is None:
+            raise NotImplementedError
+        for part in parts:
+            yield from part.documents(stats)
 
     def parts(self) -> Iterator[DocumentPart] | None:
         """This input as parts that workers read themselves, in order (their documents are those of

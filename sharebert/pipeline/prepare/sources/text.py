@@ -27,14 +27,7 @@ SCAN_BYTES = 1 << 21  # how far past PART_BYTES a part looks for a blank line to
 class TextSource(FileSource):
     kind = "text"
 
-    def documents(self, stats: ReadStats) -> Iterator[RawDocument]:
-        for part in self.parts():
-            yield from part.documents(stats)
-
     def parts(self) -> Iterator[TextPart]:
-        return self._parts()
-
-    def _parts(self) -> Iterator[TextPart]:
         size, start = self.size(), 0
         try:
             with open(self._file, "rb") as f:
