@@ -223,6 +223,33 @@ def test_hf_dataset_from_data_files_and_save_to_disk(tmp_path):
         read_all("hf", "./no/such/folder")
 
 
+def test_a_saved_dataset_is_read_in_parts_of_rows_by_the_workers(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    from sharebert.pipeline.prepare import stage
+    from sharebert.pipeline.prepare.sources import hf
+
+    texts = [f"Document {i} says {'more ' * (i % 7)}." if i % 5 else ("" if i % 10 else None) for i in range(60)]
+    data = datasets.Dataset.from_dict({"text": texts, "other": list(range(60))})
+    data.save_to_disk(str(tmp_path / "saved"))
+    data.to_parquet(str(tmp_path / "rows.parquet"))  # read row by row where the run is planned: the reference
+    streamed, streamed_stats, _ = read_all("hf", tmp_path / "rows.parquet", label="ds")
+    monkeypatch.setattr(hf, "PART_ROWS", 7)
+    monkeypatch.setattr(hf, "PART_BYTES", 100)
+    source = open_source("hf", str(tmp_path / "saved"), "ds")
+    source.check()
+    parts = list(source.parts())
+    assert len(parts) > 60 // 7 and all(p.end - p.start <= 7 for p in parts)
+    assert [p.start for p in parts[1:]] == [p.end for p in parts[:-1]] and parts[-1].end == 60
+    assert source.bytes_read == source.size()
+    stats = ReadStats()
+    documents = [d for part in parts for d in part.documents(stats)]
+    assert [(d.id, d.text) for d in documents] == [(d.id, d.text) for d in streamed]
+    assert stats == streamed_stats and stats.empty_documents_skipped == 12
+    # The stage hands the parts to the workers: no row's text is read where the run is planned.
+    batches = list(stage._batches([open_source("hf", str(tmp_path / "saved"), "ds")], [ReadStats()]))
+    assert {type(part).__name__ for part, _ in batches} == {"HFRows"}
+
+
 def test_builtin_corpus_is_python_own_text_and_deterministic():
     first, stats, source = read_all("builtin", "python-stdlib", label="python-stdlib")
     again, _, _ = read_all("builtin", "python-stdlib", label="python-stdlib")

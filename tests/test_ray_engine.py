@@ -78,13 +78,16 @@ def test_wiki_dump_same_bytes_on_both_engines(in_process_cluster, wiki_dump, wik
     run_both_engines(tmp_path, "multi", ["--wiki", str(multistream), "--vocab", str(wiki_vocab)], ["--nsp"])
 
 
-def test_books_and_text_same_bytes_on_both_engines(in_process_cluster, wiki_vocab, tmp_path, monkeypatch):
+def test_books_text_and_a_saved_dataset_same_bytes_on_both_engines(in_process_cluster, wiki_vocab, tmp_path,
+                                                                    monkeypatch):  # fmt: skip
+    datasets = pytest.importorskip("datasets")
     from pydoc_data.topics import topics
 
-    from sharebert.pipeline.prepare.sources import books, text
+    from sharebert.pipeline.prepare.sources import books, hf, text
 
     monkeypatch.setattr(books, "PART_BYTES", 20_000)  # several parts of each, read by the workers
     monkeypatch.setattr(text, "PART_BYTES", 5_000)
+    monkeypatch.setattr(hf, "PART_ROWS", 10)
     folder = tmp_path / "books"
     folder.mkdir()
     texts = sorted(topics.values())
@@ -92,7 +95,9 @@ def test_books_and_text_same_bytes_on_both_engines(in_process_cluster, wiki_voca
         (folder / f"book-{n:02d}.txt").write_text("\n\n".join(texts[n::24]), encoding="utf-8")
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(texts[:40]), encoding="utf-8")
-    prepare = ["--books", str(folder), "--text", str(corpus), "--vocab", str(wiki_vocab), "--num-train-shards", "3"]
+    datasets.Dataset.from_dict({"text": texts[40:80]}).save_to_disk(str(tmp_path / "saved"))
+    prepare = ["--books", str(folder), "--text", str(corpus), "--hf-dataset", str(tmp_path / "saved"),
+               "--vocab", str(wiki_vocab), "--num-train-shards", "3"]  # fmt: skip
     run_both_engines(tmp_path, "books", prepare, ["--dup-factor", "2"])
 
 

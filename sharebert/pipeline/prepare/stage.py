@@ -39,6 +39,8 @@ from .shards import ShardGroupTask, ShardSpec, finished_record, write_shard_grou
 from .sources import open_source
 from .sources.books import PART_BYTES as BOOKS_PART_BYTES
 from .sources.common import Source
+from .sources.hf import PART_BYTES as HF_PART_BYTES
+from .sources.hf import PART_ROWS as HF_PART_ROWS
 from .sources.text import PART_BYTES as TEXT_PART_BYTES
 from .sources.text import SCAN_BYTES as TEXT_SCAN_BYTES
 from .sources.wiki import PART_BYTES as DUMP_PART_BYTES
@@ -131,7 +133,8 @@ def _begin(
     identity = prepare_output.run_identity(config, sources)
     resume_key = {"input_mtimes": prepare_output.input_mtimes(sources), "batch_chars": BATCH_CHARS,
                   "batch_documents": BATCH_DOCUMENTS, "dump_part_bytes": DUMP_PART_BYTES,
-                  "books_part_bytes": BOOKS_PART_BYTES, "text_part_bytes": [TEXT_PART_BYTES, TEXT_SCAN_BYTES]}  # fmt: skip
+                  "books_part_bytes": BOOKS_PART_BYTES, "text_part_bytes": [TEXT_PART_BYTES, TEXT_SCAN_BYTES],
+                  "hf_part": [HF_PART_BYTES, HF_PART_ROWS]}  # fmt: skip
     claim = folder.claim(identity, overwrite=config.overwrite, resume_key=resume_key, keep=config.vocab)
     existing = formats.read_prepare_info(config.output_dir) if claim is Claim.COMPLETE else None
     if existing is None:

@@ -2,13 +2,16 @@
 data, or a hub name (only this one touches the network, and only when the user names it).
 
 Data files and hub datasets are streamed (no cache copy of the corpus); `save_to_disk` folders are
-memory-mapped by `datasets` itself. `datasets` is imported only here, when such a source is used.
+memory-mapped by `datasets` itself, and read in parts of consecutive rows (HFRows), each by a worker, so
+their text does not pass through the process that plans the run. `datasets` is imported only here, when
+such a source is used (for a saved dataset, in the workers too).
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from ....errors import DataError, file_error
@@ -17,6 +20,8 @@ from .common import Source
 
 DATA_FILE_SUFFIXES = (".parquet", ".json", ".jsonl", ".arrow", ".csv", ".txt", ".json.gz", ".jsonl.gz")
 _BATCH_ROWS = 1000
+PART_BYTES = 1 << 20  # a part of a saved dataset: consecutive rows of about this much text
+PART_ROWS = 2048  # or this many rows
 
 
 class HFDatasetSource(Source):
@@ -51,20 +56,45 @@ class HFDatasetSource(Source):
         return {**super().describe(), "text_column": self.text_column, "split": self.split}
 
     def documents(self, stats: ReadStats) -> Iterator[RawDocument]:
+        parts = self.parts()
+        if parts is not None:
+            for part in parts:
+                yield from part.documents(stats)
+            return
         dataset = self._dataset if self._dataset is not None else self._open()
         self._dataset = None
         row = 0
         for batch in _batches(dataset):
-            texts = batch[self.text_column]
-            for text in texts:
-                if isinstance(text, str) and text.strip():
-                    stats.documents_read += 1
+            for text in batch[self.text_column]:
+                document = _document(text, row, self.source_name, self.split, stats)
+                if document is not None:
                     self.bytes_read += len(text)
-                    yield RawDocument(f"{self.source_name}:{self.split}:{row}", self.source_name, text, PLAIN)
-                else:
-                    stats.empty_documents_skipped += 1
+                    yield document
                 row += 1
         stats.files_read += 1
+
+    def parts(self) -> Iterator[HFRows] | None:
+        """A saved dataset as parts of consecutive rows (their cut needs only the text lengths, which the
+        memory map holds apart from the text); None for streamed data files and hub datasets."""
+        if not (self._local.is_dir() and _is_saved_dataset(self._local)):
+            return None
+        import pyarrow.types
+
+        dataset = self._dataset if self._dataset is not None else self._open()
+        column = dataset.data.column(self.text_column)
+        if not (pyarrow.types.is_string(column.type) or pyarrow.types.is_large_string(column.type)):
+            return None  # read here, row by row: a row that is not text is skipped and counted
+        self._dataset = None
+        return self._parts(_text_bytes(column))
+
+    def _parts(self, lengths) -> Iterator[HFRows]:
+        size, rows, start, chars = self.size(), len(lengths), 0, 0
+        for row, length in enumerate(lengths.tolist()):
+            chars += length
+            if chars >= PART_BYTES or row + 1 - start >= PART_ROWS or row + 1 == rows:
+                self.bytes_read = size * (row + 1) // rows
+                yield HFRows(str(self._local), self.split, self.text_column, start, row + 1, chars, self.source_name)
+                start, chars = row + 1, 0
 
     def _open(self):
         """The split as a (possibly iterable) dataset holding only the text column."""
@@ -92,6 +122,66 @@ class HFDatasetSource(Source):
             raise DataError(f"{self.path}: no text column {self.text_column!r} (columns: {', '.join(columns)}); "
                             "choose one with --text-column")  # fmt: skip
         return dataset.select_columns([self.text_column])
+
+
+@dataclass(frozen=True)
+class HFRows:
+    """Rows [start, end) of a dataset saved with `save_to_disk`, read by a worker from its memory map."""
+
+    path: str
+    split: str
+    text_column: str
+    start: int
+    end: int
+    bytes: int  # of text
+    source_name: str
+
+    def estimated_chars(self) -> int:
+        return self.bytes
+
+    def describe(self) -> str:
+        return f"{self.path} rows {self.start}-{self.end}"
+
+    def documents(self, stats: ReadStats) -> list[RawDocument]:
+        dataset = _saved_split(self.path, self.split)
+        texts = dataset.data.column(self.text_column).slice(self.start, self.end - self.start).to_pylist()
+        if self.start == 0:
+            stats.files_read += 1
+        found = (
+            _document(text, row, self.source_name, self.split, stats) for row, text in enumerate(texts, self.start)
+        )
+        return [document for document in found if document is not None]
+
+
+def _document(text, row: int, source_name: str, split: str, stats: ReadStats) -> RawDocument | None:
+    """Row `row`'s document, or None (counted) when its text is empty or not a string."""
+    if isinstance(text, str) and text.strip():
+        stats.documents_read += 1
+        return RawDocument(f"{source_name}:{split}:{row}", source_name, text, PLAIN)
+    stats.empty_documents_skipped += 1
+    return None
+
+
+_opened: dict[tuple[str, str], object] = {}  # the saved dataset a worker read last (a memory map: cheap to keep)
+
+
+def _saved_split(path: str, split: str):
+    if (path, split) not in _opened:
+        import datasets
+
+        dataset = datasets.load_from_disk(path)
+        if isinstance(dataset, datasets.DatasetDict):
+            dataset = dataset[split]
+        _opened.clear()
+        _opened[path, split] = dataset
+    return _opened[path, split]
+
+
+def _text_bytes(column):
+    """UTF-8 bytes of each row's text (0 where null), from the column's offsets alone."""
+    import pyarrow.compute as pc
+
+    return pc.fill_null(pc.binary_length(column), 0).to_numpy()
 
 
 def _batches(dataset) -> Iterator[dict]:
