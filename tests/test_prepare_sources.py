@@ -250,6 +250,39 @@ def test_a_saved_dataset_is_read_in_parts_of_rows_by_the_workers(tmp_path, monke
     assert {type(part).__name__ for part, _ in batches} == {"HFRows"}
 
 
+def test_parquet_data_files_are_read_in_parts_of_row_groups_by_the_workers(tmp_path, monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from sharebert.pipeline.prepare import stage
+    from sharebert.pipeline.prepare.sources import hf
+
+    monkeypatch.setattr(hf, "PART_BYTES", 300)  # two of the first file's row groups (~270 B each) make a part;
+    monkeypatch.setattr(hf, "PART_ROWS", 6)  # the second file's one row group (~1.2 KB) is cut
+    texts = [f"Row {i} of the corpus {'says more ' * (i % 4)}." if i % 6 else None for i in range(70)]
+    files = {"train-00000-of-00002": (texts[:30], 4), "train-00001-of-00002": (texts[30:60], 30),
+             "test-00000-of-00001": (texts[60:], 5)}  # fmt: skip
+    for folder in ("parquet", "jsonl"):
+        (tmp_path / folder).mkdir()
+    for name, (rows, row_group) in files.items():
+        pq.write_table(pa.table({"text": rows}), tmp_path / "parquet" / f"{name}.parquet", row_group_size=row_group)
+        datasets.Dataset.from_dict({"text": rows}).to_json(str(tmp_path / "jsonl" / f"{name}.jsonl"), lines=True)
+    reference, reference_stats, jsonl = read_all("hf", tmp_path / "jsonl", label="ds")  # streamed here
+    assert jsonl.parts() is None and len(reference) == 50  # the train split: 60 rows, 10 empty
+    source = open_source("hf", str(tmp_path / "parquet"), "ds")
+    source.check()
+    parts = list(source.parts())
+    assert {p.path.rsplit("/", 1)[1] for p in parts} == {"train-00000-of-00002.parquet", "train-00001-of-00002.parquet"}
+    assert any(p.end - p.first > 1 for p in parts) and any(p.batch for p in parts)  # row groups joined, and cut
+    stats = ReadStats()
+    documents = [d for part in parts for d in part.documents(stats)]
+    assert [(d.id, d.text) for d in documents] == [(d.id, d.text) for d in reference]
+    assert stats == reference_stats
+    batches = list(stage._batches([open_source("hf", str(tmp_path / "parquet"), "ds")], [ReadStats()]))
+    assert {type(part).__name__ for part, _ in batches} == {"ParquetRows"}
+
+
 def test_builtin_corpus_is_python_own_text_and_deterministic():
     first, stats, source = read_all("builtin", "python-stdlib", label="python-stdlib")
     again, _, _ = read_all("builtin", "python-stdlib", label="python-stdlib")

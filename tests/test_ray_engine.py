@@ -78,10 +78,13 @@ def test_wiki_dump_same_bytes_on_both_engines(in_process_cluster, wiki_dump, wik
     run_both_engines(tmp_path, "multi", ["--wiki", str(multistream), "--vocab", str(wiki_vocab)], ["--nsp"])
 
 
-def test_books_text_and_a_saved_dataset_same_bytes_on_both_engines(in_process_cluster, wiki_vocab, tmp_path,
+def test_books_text_and_datasets_same_bytes_on_both_engines(in_process_cluster, wiki_vocab, tmp_path,
                                                                     monkeypatch):  # fmt: skip
     datasets = pytest.importorskip("datasets")
     from pydoc_data.topics import topics
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
     from sharebert.pipeline.prepare.sources import books, hf, text
 
@@ -96,8 +99,10 @@ def test_books_text_and_a_saved_dataset_same_bytes_on_both_engines(in_process_cl
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n\n".join(texts[:40]), encoding="utf-8")
     datasets.Dataset.from_dict({"text": texts[40:80]}).save_to_disk(str(tmp_path / "saved"))
+    pq.write_table(pa.table({"text": texts[:40]}), tmp_path / "rows.parquet", row_group_size=8)
     prepare = ["--books", str(folder), "--text", str(corpus), "--hf-dataset", str(tmp_path / "saved"),
-               "--vocab", str(wiki_vocab), "--num-train-shards", "3"]  # fmt: skip
+               "--hf-dataset", str(tmp_path / "rows.parquet"), "--vocab", str(wiki_vocab),
+               "--num-train-shards", "3"]  # fmt: skip
     run_both_engines(tmp_path, "books", prepare, ["--dup-factor", "2"])
 
 

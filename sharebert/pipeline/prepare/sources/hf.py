@@ -73,11 +73,16 @@ class HFDatasetSource(Source):
                 row += 1
         stats.files_read += 1
 
-    def parts(self) -> Iterator[HFRows] | None:
-        """A saved dataset as parts of consecutive rows (their cut needs only the text lengths, which the
-        memory map holds apart from the text); None for streamed data files and hub datasets."""
-        if not (self._local.is_dir() and _is_saved_dataset(self._local)):
-            return None
+    def parts(self) -> Iterator[HFRows | ParquetRows] | None:
+        """A saved dataset, or a split whose data files are all Parquet, as parts of consecutive rows that
+        workers read themselves (cut from the text lengths or the files' footers alone); None for other data
+        files and hub datasets, which are streamed here."""
+        if self._local.is_dir() and _is_saved_dataset(self._local):
+            return self._saved_parts()
+        files = self._parquet_files()
+        return None if files is None else self._parquet_parts(files)
+
+    def _saved_parts(self) -> Iterator[HFRows] | None:
         import pyarrow.types
 
         dataset = self._dataset if self._dataset is not None else self._open()
@@ -85,9 +90,9 @@ class HFDatasetSource(Source):
         if not (pyarrow.types.is_string(column.type) or pyarrow.types.is_large_string(column.type)):
             return None  # read here, row by row: a row that is not text is skipped and counted
         self._dataset = None
-        return self._parts(_text_bytes(column))
+        return self._cut_saved(_text_bytes(column))
 
-    def _parts(self, lengths) -> Iterator[HFRows]:
+    def _cut_saved(self, lengths) -> Iterator[HFRows]:
         size, rows, start, chars = self.size(), len(lengths), 0, 0
         for row, length in enumerate(lengths.tolist()):
             chars += length
@@ -95,6 +100,42 @@ class HFDatasetSource(Source):
                 self.bytes_read = size * (row + 1) // rows
                 yield HFRows(str(self._local), self.split, self.text_column, start, row + 1, chars, self.source_name)
                 start, chars = row + 1, 0
+
+    def _parquet_files(self) -> list[str] | None:
+        """The split's data files in the order `datasets` streams them, when all are Parquet with a text column."""
+        if self._local.is_file():
+            files = [str(self._local)]
+        elif self._local.is_dir():
+            import datasets
+
+            try:
+                data_files = datasets.load_dataset_builder(str(self._local)).config.data_files or {}
+            except Exception:  # left to the streamed path, which reports what is wrong
+                return None
+            files = [str(f) for f in data_files.get(self.split, [])]
+        else:
+            return None
+        if not files or not all(f.lower().endswith(".parquet") for f in files):
+            return None
+        import pyarrow.parquet as pq
+        import pyarrow.types
+
+        schema = pq.read_schema(files[0])
+        if self.text_column not in schema.names:
+            return None
+        kind = schema.field(self.text_column).type
+        return files if pyarrow.types.is_string(kind) or pyarrow.types.is_large_string(kind) else None
+
+    def _parquet_parts(self, files: list[str]) -> Iterator[ParquetRows]:
+        import pyarrow.parquet as pq
+
+        row, size = 0, self.size()
+        for path in files:
+            metadata = pq.ParquetFile(path).metadata  # the footer only
+            yield from _cut_parquet(path, metadata, self.text_column, row, self.split, self.source_name)
+            row += metadata.num_rows
+            self.bytes_read = min(size, self.bytes_read + os.path.getsize(path))
+        self.bytes_read = size
 
     def _open(self):
         """The split as a (possibly iterable) dataset holding only the text column."""
@@ -151,6 +192,79 @@ class HFRows:
             _document(text, row, self.source_name, self.split, stats) for row, text in enumerate(texts, self.start)
         )
         return [document for document in found if document is not None]
+
+
+@dataclass(frozen=True)
+class ParquetRows:
+    """Row groups [first, end) of a Parquet data file, read by a worker; with `batch` (k, rows), only the
+    k-th run of `rows` rows of row group `first`, one too large to read whole."""
+
+    path: str
+    first: int
+    end: int
+    batch: tuple[int, int] | None
+    first_row: int  # of the split: the ids' row numbers
+    bytes: int  # of text, uncompressed
+    text_column: str
+    split: str
+    source_name: str
+
+    def estimated_chars(self) -> int:
+        return self.bytes
+
+    def describe(self) -> str:
+        where = f"row group {self.first}" if self.end == self.first + 1 else f"row groups {self.first}-{self.end - 1}"
+        return f"{self.path} {where}" + (f" (batch {self.batch[0]} of {self.batch[1]} rows)" if self.batch else "")
+
+    def documents(self, stats: ReadStats) -> list[RawDocument]:
+        import pyarrow.parquet as pq
+
+        try:
+            data = pq.ParquetFile(self.path)
+            if self.batch is None:
+                texts = data.read_row_groups(range(self.first, self.end), columns=[self.text_column]).column(0)
+            else:
+                number, rows = self.batch
+                batches = data.iter_batches(batch_size=rows, row_groups=[self.first], columns=[self.text_column])
+                texts = next(b for k, b in enumerate(batches) if k == number).column(0)
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+            raise file_error(self.path, f"cannot read Parquet ({_first_line(e)})") from None
+        if self.first_row == 0:
+            stats.files_read += 1
+        rows = enumerate(texts.to_pylist(), self.first_row)
+        found = (_document(text, row, self.source_name, self.split, stats) for row, text in rows)
+        return [document for document in found if document is not None]
+
+
+def _cut_parquet(path: str, metadata, text_column: str, first_row: int, split: str, source_name: str):
+    """The parts of one Parquet file: consecutive row groups up to PART_BYTES of text or PART_ROWS rows; a row
+    group of over 4 x PART_BYTES of text is cut into runs of rows (each read apart)."""
+    if metadata.num_row_groups == 0:
+        return
+    chunks = metadata.row_group(0)
+    column = next(i for i in range(chunks.num_columns) if chunks.column(i).path_in_schema == text_column)
+
+    def rows_part(first: int, end: int, row: int, chars: int, batch=None) -> ParquetRows:
+        return ParquetRows(path, first, end, batch, row, chars, text_column, split, source_name)
+
+    start, rows, chars, row = 0, 0, 0, first_row  # the row groups not yet in a part; `row`: the first of them
+    for group in range(metadata.num_row_groups):
+        group_rows = metadata.row_group(group).num_rows
+        group_chars = metadata.row_group(group).column(column).total_uncompressed_size
+        if group_chars > 4 * PART_BYTES and group_rows > 1:
+            if rows:
+                yield rows_part(start, group, row, chars)
+                row += rows
+            per_batch = max(1, min(PART_ROWS, group_rows * PART_BYTES // group_chars))
+            for number, at in enumerate(range(0, group_rows, per_batch)):
+                count = min(per_batch, group_rows - at)
+                yield rows_part(group, group + 1, row + at, group_chars * count // group_rows, (number, per_batch))
+            start, rows, chars, row = group + 1, 0, 0, row + group_rows
+            continue
+        rows, chars = rows + group_rows, chars + group_chars
+        if chars >= PART_BYTES or rows >= PART_ROWS or group + 1 == metadata.num_row_groups:
+            yield rows_part(start, group + 1, row, chars)
+            start, rows, chars, row = group + 1, 0, 0, row + rows
 
 
 def _document(text, row: int, source_name: str, split: str, stats: ReadStats) -> RawDocument | None:
