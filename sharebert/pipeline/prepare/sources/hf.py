@@ -83,11 +83,9 @@ class HFDatasetSource(Source):
         return None if files is None else self._parquet_parts(files)
 
     def _saved_parts(self) -> Iterator[HFRows] | None:
-        import pyarrow.types
-
         dataset = self._dataset if self._dataset is not None else self._open()
         column = dataset.data.column(self.text_column)
-        if not (pyarrow.types.is_string(column.type) or pyarrow.types.is_large_string(column.type)):
+        if not _is_text(column.type):
             return None  # read here, row by row: a row that is not text is skipped and counted
         self._dataset = None
         return self._cut_saved(_text_bytes(column))
@@ -118,13 +116,9 @@ class HFDatasetSource(Source):
         if not files or not all(f.lower().endswith(".parquet") for f in files):
             return None
         import pyarrow.parquet as pq
-        import pyarrow.types
 
         schema = pq.read_schema(files[0])
-        if self.text_column not in schema.names:
-            return None
-        kind = schema.field(self.text_column).type
-        return files if pyarrow.types.is_string(kind) or pyarrow.types.is_large_string(kind) else None
+        return files if self.text_column in schema.names and _is_text(schema.field(self.text_column).type) else None
 
     def _parquet_parts(self, files: list[str]) -> Iterator[ParquetRows]:
         import pyarrow.parquet as pq
@@ -242,7 +236,9 @@ def _cut_parquet(path: str, metadata, text_column: str, first_row: int, split: s
     if metadata.num_row_groups == 0:
         return
     chunks = metadata.row_group(0)
-    column = next(i for i in range(chunks.num_columns) if chunks.column(i).path_in_schema == text_column)
+    column = next((i for i in range(chunks.num_columns) if chunks.column(i).path_in_schema == text_column), None)
+    if column is None:
+        raise file_error(path, f"no text column {text_column!r} (the split's first data file has it)")
 
     def rows_part(first: int, end: int, row: int, chars: int, batch=None) -> ParquetRows:
         return ParquetRows(path, first, end, batch, row, chars, text_column, split, source_name)
@@ -289,6 +285,12 @@ def _saved_split(path: str, split: str):
         _opened.clear()
         _opened[path, split] = dataset
     return _opened[path, split]
+
+
+def _is_text(kind) -> bool:
+    import pyarrow.types
+
+    return pyarrow.types.is_string(kind) or pyarrow.types.is_large_string(kind)
 
 
 def _text_bytes(column):
