@@ -20,7 +20,7 @@ from .common import Source
 
 DATA_FILE_SUFFIXES = (".parquet", ".json", ".jsonl", ".arrow", ".csv", ".txt", ".json.gz", ".jsonl.gz")
 _BATCH_ROWS = 1000
-PART_BYTES = 1 << 20  # a part of a saved dataset: consecutive rows of about this much text
+PART_BYTES = 1 << 20  # a part of a saved dataset or of Parquet files: consecutive rows of about this much text
 PART_ROWS = 2048  # or this many rows
 
 
