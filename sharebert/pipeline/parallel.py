@@ -193,6 +193,12 @@ def _forking():
         gc.unfreeze()
 
 
+def pop_largest(waiting: list[tuple[float, int, T]]) -> tuple[float, int, T]:
+    """Take the (cost, number, task) of the largest cost out of `waiting` (the first of equal ones): the
+    task both engines start next, so the run does not end on one long task."""
+    return waiting.pop(max(range(len(waiting)), key=lambda i: waiting[i][0]))
+
+
 class WorkerPool:
     """A process pool kept open across several `map_ordered` calls, so workers start once per run.
 
@@ -280,7 +286,7 @@ class WorkerPool:
             # A worker must never wait while this process reads its next task (a single-stream dump is
             # decompressed here), so each has one more queued; the order of the rest stays ours to choose.
             while waiting and unfinished() < 2 * self.workers:
-                _, number, task = waiting.pop(max(range(len(waiting)), key=lambda i: waiting[i][0]))
+                _, number, task = pop_largest(waiting)
                 first_fork = not self._forked and self._context.get_start_method() == "fork"
                 with _forking() if first_fork else contextlib.nullcontext():  # it forks every worker
                     futures[number] = pool.submit(fn, task)

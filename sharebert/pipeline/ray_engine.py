@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from ..errors import ConfigError, DataError, ShareBertError
-from .parallel import default_workers, set_up_task_process
+from .parallel import default_workers, pop_largest, set_up_task_process
 
 log = logging.getLogger(__name__)
 
@@ -182,7 +182,7 @@ class RayPool:
             # Ray starts a submitted task as soon as the cluster has a free CPU: `workers` submitted and not
             # finished are `workers` running at once (the next is read and waiting, so none waits for it).
             while waiting and len(submitted) - len(finished) < self.workers:
-                _, number, task = waiting.pop(max(range(len(waiting)), key=lambda i: waiting[i][0]))
+                _, number, task = pop_largest(waiting)
                 submitted[number] = (self._remote.remote(fn, task, self._setup), task)
 
         try:
